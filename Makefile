@@ -1,0 +1,45 @@
+# cnnkit — the commands a newcomer needs. `make demo` and `make test` do all the set-up.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.cnnkit-installed
+FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: install demo test test-fast lint format bench clean data
+
+install: $(STAMP) data
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev,pretrained]"
+	@touch $(STAMP)
+
+# Fashion-MNIST from Debian's package when we can install it; otherwise cnnkit downloads it
+# (SHA-256 verified) into ~/.cache/cnnkit on first use.
+data:
+	@if [ ! -f $(FMNIST)/train-images-idx3-ubyte.gz ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing dataset-fashion-mnist (Debian package)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+			|| echo "apt-get could not install dataset-fashion-mnist; cnnkit will download it when needed"; \
+	fi
+
+demo: install
+	$(BIN)/python -m cnnkit.demo
+
+test: install
+	$(BIN)/python -m pytest -q -m "not slow and not gpu"
+
+test-fast: install
+	$(BIN)/python -m pytest -q -x -m "not slow and not gpu" --deselect tests/models
+
+lint: install
+	$(BIN)/ruff check cnnkit tests benchmarks
+	$(BIN)/ruff format --check cnnkit tests benchmarks
+
+format: install
+	$(BIN)/ruff format cnnkit tests benchmarks
+	$(BIN)/ruff check --fix cnnkit tests benchmarks
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

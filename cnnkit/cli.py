@@ -1,0 +1,57 @@
+"""The ``cnnkit`` command: one parser, one small function per subcommand.
+
+Each stage that adds commands exposes ``add_commands(subparsers)`` in its own ``cli.py`` and is listed in
+``STAGE_COMMANDS``; every subcommand sets ``func(args) -> int``. ``main(argv)`` returns the exit status, so
+tests call it in-process. A :class:`CnnkitError` prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import CnnkitError
+
+# Modules with ``add_commands(subparsers)``, in the order their commands appear in ``cnnkit --help``.
+STAGE_COMMANDS: tuple[str, ...] = (
+    "cnnkit.models.cli",
+    "cnnkit.engine.cli",
+    "cnnkit.evaluate.cli",
+    "cnnkit.predict",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cnnkit", description="Convolutional neural networks for computer vision.")
+    parser.add_argument("--version", action="version", version=f"cnnkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module in STAGE_COMMANDS:
+        importlib.import_module(module).add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``cnnkit`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CnnkitError as e:
+        print(f"cnnkit: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("cnnkit: interrupted; the last saved checkpoint is kept", file=sys.stderr)
+        return 130

@@ -1,0 +1,179 @@
+"""The single typed schema for a run: dataclasses, YAML presets and ``--set a.b=v`` overrides.
+
+``Config`` is what a run directory's ``config.yaml`` holds. A YAML file or an override may only name
+fields that exist; an unknown key fails with a did-you-mean suggestion, and a value of the wrong type
+fails with the expected type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import CnnkitError
+
+
+@dataclass
+class DataConfig:
+    name: str = "fashion-mnist"  # fashion-mnist | digits | a folder path
+    data_dir: str | None = None  # where to look for (and cache) named datasets
+    val_fraction: float = 0.1  # carved from train, seeded and stratified
+    test_fraction: float = 0.2  # only for folders without a test/ split
+    image_size: int | None = None  # resize folder images (default: the model's input size)
+    skip_bad: bool = False  # skip unreadable images (listed in skipped_files.txt) instead of stopping
+    num_workers: int = 0  # DataLoader workers for folder datasets
+    download: bool = True  # allow downloading named datasets that aren't found locally
+
+
+@dataclass
+class ModelConfig:
+    name: str = "smallcnn"
+    dropout: float | None = None  # override the model's dropout rate where it has one
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4  # L2, applied to weights only (not biases or norm parameters)
+    schedule: str = "onecycle"  # constant | cosine | onecycle
+    warmup_epochs: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 5
+    batch_size: int = 128
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast)
+    channels_last: bool = True
+    label_smoothing: float = 0.0
+    out: str | None = None  # run directory (default runs/<model>-<data>-<time>)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _fields(obj: Any) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(obj)}
+
+
+def _unknown_key(key: str, known: typing.Iterable[str]) -> CnnkitError:
+    close = difflib.get_close_matches(key.split(".")[-1], list(known), n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(sorted(known))}"
+    return CnnkitError(f"unknown config key {key!r}; {hint}")
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Check ``value`` against a field's type (``int``, ``float``, ``str``, ``bool``, ``X | None``)."""
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in allowed:
+        return None
+    for t in allowed:
+        if t is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+            try:
+                return float(value)  # YAML reads "1e-3" as a string
+            except ValueError:
+                continue
+        if t is not type(None) and type(value) is t:
+            return value
+        if t is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+    names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+    raise CnnkitError(f"config key {key!r} expects {names}, found {value!r}; fix the value")
+
+
+def apply(cfg: Config, updates: dict[str, Any], prefix: str = "") -> Config:
+    """Merge a nested dict of updates into ``cfg`` in place (validated); returns ``cfg``."""
+    for section, values in updates.items():
+        fields = _fields(cfg)
+        if section not in fields:
+            raise _unknown_key(prefix + section, fields)
+        if not isinstance(values, dict):
+            raise CnnkitError(f"config section {prefix + section!r} expects a mapping, found {values!r}")
+        sub = getattr(cfg, section)
+        hints = typing.get_type_hints(type(sub))
+        for key, value in values.items():
+            if key not in hints:
+                raise _unknown_key(f"{section}.{key}", hints)
+            setattr(sub, key, _coerce(f"{section}.{key}", value, hints[key]))
+    return cfg
+
+
+def parse_set(items: typing.Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``["train.epochs=3", "optim.lr=0.1"]`` -> ``{"train": {"epochs": 3}, "optim": {"lr": 0.1}}`` (YAML-typed)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise CnnkitError(f"expected --set SECTION.KEY=VALUE (e.g. train.epochs=3), found {item!r}")
+        out.setdefault(section, {})[name] = yaml.safe_load(raw) if raw.strip() else None
+    return out
+
+
+RECIPES = Path(__file__).parent / "configs"
+
+
+def recipes() -> list[str]:
+    """Names of the built-in recipes (``cnnkit/configs/NAME.yaml``)."""
+    return sorted(p.stem for p in RECIPES.glob("*.yaml"))
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML recipe, by path or built-in name; a clear error for a missing file or bad YAML."""
+    p = Path(path)
+    if not p.is_file() and str(path) in recipes():
+        p = RECIPES / f"{path}.yaml"
+    if not p.is_file():
+        raise CnnkitError(
+            f"expected a YAML config file or a built-in recipe ({', '.join(recipes())}), found no file at {str(p)!r}"
+        )
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise CnnkitError(f"expected valid YAML in {str(p)!r}, found a syntax error: {e}".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise CnnkitError(f"expected a mapping of sections in {str(p)!r}, found {type(data).__name__}")
+    return data
+
+
+def build_config(files: typing.Iterable[str] = (), sets: typing.Iterable[str] = (), **flags: Any) -> Config:
+    """Defaults <- YAML files (in order) <- ``--set`` overrides <- explicit CLI flags (``section__key=value``)."""
+    cfg = Config()
+    for f in files:
+        apply(cfg, load_yaml(f))
+    apply(cfg, parse_set(sets))
+    explicit: dict[str, dict[str, Any]] = {}
+    for flag, value in flags.items():
+        if value is not None:
+            section, _, key = flag.partition("__")
+            explicit.setdefault(section, {})[key] = value
+    return apply(cfg, explicit)
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Rebuild a ``Config`` from ``to_dict()`` output (e.g. a run's ``config.yaml``)."""
+    return apply(Config(), data)
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

@@ -1,0 +1,156 @@
+"""Named datasets and folders -> train / val / test splits of uint8 images with class names.
+
+``load_data(cfg, ...)`` is the one entry point. Splits hold uint8 ``Tensor[C, H, W]`` images; conversion to
+float and normalisation happen batch-wise in the engine (cheaper than per image).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.model_selection import train_test_split
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ..config import DataConfig
+from ..errors import CnnkitError
+from . import fashion_mnist
+from .folder import build_split, index_folder, infer_channels
+
+NAMED = ("fashion-mnist", "digits")
+
+
+class TensorImages(Dataset):
+    """Images held in memory: ``images`` uint8 Tensor[N, C, H, W], ``labels`` int64 Tensor[N]."""
+
+    def __init__(self, images: Tensor, labels: Tensor) -> None:
+        if images.ndim != 4 or images.dtype != torch.uint8 or len(images) != len(labels):
+            raise ValueError(f"expected uint8 images [N, C, H, W] and N labels, found {tuple(images.shape)}")
+        self.images, self.labels = images, labels.long()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        return self.images[i], int(self.labels[i])
+
+    def subset(self, idx: np.ndarray | Tensor) -> TensorImages:
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return TensorImages(self.images[idx], self.labels[idx])
+
+    def resized(self, size: tuple[int, int]) -> TensorImages:
+        """Resize every image once (antialiased bilinear), for models that need another input size."""
+        if tuple(self.images.shape[2:]) == tuple(size):
+            return self
+        out = [F.interpolate(b.float(), size=size, mode="bilinear", antialias=True) for b in self.images.split(1024)]
+        return TensorImages(torch.cat(out).round().clamp(0, 255).to(torch.uint8), self.labels)
+
+
+@dataclass
+class DataSplits:
+    """What the engine needs from a dataset."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    classes: list[str]
+    in_chans: int
+    image_size: tuple[int, int]
+    source: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) of skipped bad files
+
+
+def labels_of(ds: Dataset) -> np.ndarray:
+    if isinstance(ds, TensorImages):
+        return ds.labels.numpy()
+    return np.array([lbl for _, lbl in ds.files])  # ImageFiles
+
+
+def split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of ``range(len(labels))`` into (keep, held_out), stratified when every class allows it."""
+    idx = np.arange(len(labels))
+    n_out = round(len(labels) * fraction)
+    if fraction <= 0 or n_out == 0:
+        return idx, idx[:0]
+    if n_out >= len(labels):
+        raise CnnkitError(f"expected a split fraction that leaves training images, found {fraction} of {len(labels)}")
+    counts = np.bincount(labels)
+    ok = counts[counts > 0].min() >= 2 and n_out >= (counts > 0).sum() and len(labels) - n_out >= (counts > 0).sum()
+    return train_test_split(idx, test_size=n_out, random_state=seed, stratify=labels if ok else None)
+
+
+def _fashion_mnist(cfg: DataConfig) -> tuple[TensorImages, TensorImages | None, list[str]]:
+    arrays = fashion_mnist.load(cfg.data_dir, allow_download=cfg.download)
+    train, test = (
+        TensorImages(torch.from_numpy(x.copy())[:, None], torch.from_numpy(y.copy())) for x, y in arrays.values()
+    )
+    return train, test, list(fashion_mnist.CLASSES)
+
+
+def _digits(cfg: DataConfig) -> tuple[TensorImages, None, list[str]]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = torch.from_numpy(np.clip(d.images * 16, 0, 255).astype(np.uint8))[:, None]  # 0–16 -> 0–255
+    return TensorImages(images, torch.from_numpy(d.target)), None, [str(c) for c in d.target_names]
+
+
+def _named(cfg: DataConfig, seed: int, size: tuple[int, int] | None) -> DataSplits:
+    full, test, classes = _fashion_mnist(cfg) if cfg.name == "fashion-mnist" else _digits(cfg)
+    if test is None:
+        keep, held = split_indices(full.labels.numpy(), cfg.test_fraction, seed)
+        full, test = full.subset(keep), full.subset(held)
+    keep, held = split_indices(full.labels.numpy(), cfg.val_fraction, seed)
+    train, val = full.subset(keep), full.subset(held)
+    size = size or tuple(train.images.shape[2:])
+    return DataSplits(
+        *(s.resized(size) for s in (train, val, test)), classes, int(train.images.shape[1]), size, cfg.name
+    )
+
+
+def _carve(files: dict[str, list], source: str, target: str, fraction: float, seed: int) -> dict[str, list]:
+    """Move a seeded, stratified ``fraction`` of ``files[source]`` into ``files[target]``."""
+    labels = np.array([lbl for _, lbl in files[source]])
+    keep, held = split_indices(labels, fraction, seed)
+    return {**files, source: [files[source][i] for i in keep], target: [files[source][i] for i in held]}
+
+
+def _folder(cfg: DataConfig, seed: int, size: tuple[int, int]) -> DataSplits:
+    index = index_folder(cfg.name)
+    in_chans = infer_channels(index)
+    files = index.files
+    if "all" in files:
+        files = _carve({"train": files["all"]}, "train", "test", cfg.test_fraction, seed)
+    if "val" not in files:
+        files = _carve(files, "train", "val", cfg.val_fraction, seed)
+    skipped: list[tuple[str, str]] = []
+    splits = {}
+    for split in ("train", "val", "test"):
+        if files.get(split):
+            splits[split] = build_split(files[split], in_chans, size, cfg.skip_bad, skipped, TensorImages)
+        else:
+            splits[split] = TensorImages(torch.zeros(0, in_chans, *size, dtype=torch.uint8), torch.zeros(0))
+    source = str(Path(cfg.name).resolve())
+    return DataSplits(
+        **splits, classes=index.classes, in_chans=in_chans, image_size=size, source=source, skipped=skipped
+    )
+
+
+def load_data(cfg: DataConfig, seed: int = 0, image_size: tuple[int, int] | None = None) -> DataSplits:
+    """Load ``cfg.name`` (a named dataset or a folder) into train / val / test splits.
+
+    Args:
+        cfg: the ``data`` section of the run config.
+        seed: seeds the stratified validation (and, for folders without one, test) split.
+        image_size: (H, W) to resize to; named datasets keep their native size when ``None``,
+            folders need one.
+    """
+    if cfg.name in NAMED:
+        return _named(cfg, seed, image_size)
+    if image_size is None:
+        raise ValueError("folder datasets need an image_size")
+    return _folder(cfg, seed, image_size)

@@ -1,0 +1,143 @@
+"""Image-folder datasets: ``ROOT/CLASS/*.png`` or ``ROOT/{train,val,test}/CLASS/*.png``.
+
+Every file is decoded once up front, so a damaged file stops the run before training starts, with its
+name; with ``skip_bad`` it is skipped and listed instead. Decoded images are kept in memory (uint8) when
+they fit the memory budget, else decoded again on demand by DataLoader workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from ..errors import CnnkitError
+from .images import GRAY_MODES, BadImageError, image_mode, load_image
+
+SPLITS = ("train", "val", "test")
+MEMORY_BUDGET = 1 << 30  # bytes of decoded uint8 pixels kept in memory
+
+
+@dataclass
+class FolderIndex:
+    """Files and labels per split, found by :func:`index_folder`."""
+
+    classes: list[str]
+    files: dict[str, list[tuple[Path, int]]]  # split -> [(path, label)]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+
+def _class_files(split_dir: Path, classes: list[str] | None) -> tuple[list[str], list[tuple[Path, int]]]:
+    class_dirs = sorted(d for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise CnnkitError(
+            f"expected one sub-folder per class in {str(split_dir)!r}, found none; see `cnnkit train --help`"
+        )
+    names = classes or [d.name for d in class_dirs]
+    files = []
+    for d in class_dirs:
+        if d.name not in names:
+            raise CnnkitError(f"expected the classes {names} in {str(split_dir)!r}, found an extra folder {d.name!r}")
+        found = sorted(f for f in d.rglob("*") if f.is_file() and not f.name.startswith("."))
+        if not found:
+            raise CnnkitError(
+                f"expected images in class folder {str(d)!r}, found an empty folder; add images or remove it"
+            )
+        files += [(f, names.index(d.name)) for f in found]
+    return names, files
+
+
+def index_folder(root: str | Path) -> FolderIndex:
+    """Find classes and files; ``train/`` (``val/``, ``test/``) sub-folders give the splits when present."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CnnkitError(
+            f"expected a dataset name (fashion-mnist, digits) or a folder, found no folder at {str(root)!r}"
+        )
+    if (root / "train").is_dir():
+        classes, files = _class_files(root / "train", None)
+        out = {"train": files}
+        for split in SPLITS[1:]:
+            if (root / split).is_dir():
+                out[split] = _class_files(root / split, classes)[1]
+        return FolderIndex(classes, out)
+    classes, files = _class_files(root, None)
+    return FolderIndex(classes, {"all": files})
+
+
+def infer_channels(index: FolderIndex) -> int:
+    """1 when every image is grayscale, else 3. Files whose header can't be read are left to the decode pass."""
+    for files in index.files.values():
+        for path, _ in files:
+            try:
+                if image_mode(path) not in GRAY_MODES:
+                    return 3
+            except BadImageError:
+                continue
+    return 1
+
+
+class ImageFiles(Dataset):
+    """Decodes files on demand: item -> (uint8 Tensor[C, H, W], label)."""
+
+    def __init__(self, files: list[tuple[Path, int]], in_chans: int, size: tuple[int, int]) -> None:
+        self.files, self.in_chans, self.size = files, in_chans, size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        path, label = self.files[i]
+        return load_image(path, self.in_chans, self.size), label
+
+
+def decode_all(
+    files: list[tuple[Path, int]],
+    in_chans: int,
+    size: tuple[int, int],
+    skip_bad: bool,
+    keep: bool,
+    skipped: list[tuple[str, str]],
+    desc: str = "checking images",
+) -> tuple[list[tuple[Path, int]], list[Tensor]]:
+    """Decode every file once: the good ``files`` and, when ``keep``, their tensors. Bad files raise or are skipped."""
+    good, tensors = [], []
+    for path, label in tqdm(files, desc=desc, unit="img", leave=False, disable=len(files) < 500):
+        try:
+            t = load_image(path, in_chans, size)
+        except BadImageError as e:
+            if not skip_bad:
+                raise
+            skipped.append((e.path, e.reason))
+            continue
+        good.append((path, label))
+        if keep:
+            tensors.append(t)
+    return good, tensors
+
+
+def fits_in_memory(n: int, in_chans: int, size: tuple[int, int]) -> bool:
+    return n * in_chans * size[0] * size[1] <= MEMORY_BUDGET
+
+
+def build_split(
+    files: list[tuple[Path, int]],
+    in_chans: int,
+    size: tuple[int, int],
+    skip_bad: bool,
+    skipped: list[tuple[str, str]],
+    tensor_dataset: Callable[[Tensor, Tensor], Dataset],
+) -> Dataset:
+    """Validate ``files`` and return an in-memory dataset when it fits, else an on-demand one."""
+    keep = fits_in_memory(len(files), in_chans, size)
+    good, tensors = decode_all(files, in_chans, size, skip_bad, keep, skipped)
+    if not good:
+        raise CnnkitError("expected at least one readable image, found none; check the dataset folder")
+    if keep:
+        return tensor_dataset(torch.stack(tensors), torch.tensor([lbl for _, lbl in good]))
+    return ImageFiles(good, in_chans, size)

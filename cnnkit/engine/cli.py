@@ -1,0 +1,52 @@
+"""``cnnkit train``: train a model on a dataset and write a run directory."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..config import build_config
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model and write a run directory")
+    p.add_argument("--model", help="registered model name (see `cnnkit models`); default smallcnn")
+    p.add_argument("--data", help="fashion-mnist, digits, or a folder of class sub-folders; default fashion-mnist")
+    p.add_argument("--data-dir", help="where named datasets are looked for and cached")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="base learning rate")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", help="run directory to create (default runs/<model>-<data>-<time>)")
+    p.add_argument("--image-size", type=int, help="resize images to N×N (small sizes make smoke runs fast)")
+    p.add_argument("--skip-bad", action="store_true", default=None, help="skip unreadable images and list them")
+    p.add_argument("--config", action="append", default=[], metavar="FILE.yaml", help="YAML recipe (repeatable)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.epochs=3")
+    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from ..engine import resume, train
+
+    progress = False if args.quiet else None
+    if args.resume:
+        run_dir = resume(args.resume, progress=progress)
+    else:
+        cfg = build_config(
+            args.config,
+            args.set,
+            model__name=args.model,
+            data__name=args.data,
+            data__data_dir=args.data_dir,
+            data__image_size=args.image_size,
+            data__skip_bad=args.skip_bad,
+            train__epochs=args.epochs,
+            train__batch_size=args.batch_size,
+            optim__lr=args.lr,
+            train__seed=args.seed,
+            train__out=args.out,
+        )
+        run_dir = train(cfg, progress=progress)
+    print(f"run directory: {run_dir}")
+    return 0

@@ -1,0 +1,59 @@
+"""Optimisers and learning-rate schedules from the config's ``optim`` section."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..config import OptimConfig
+from ..errors import CnnkitError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "onecycle")
+
+
+def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two parameter groups: weights (ndim > 1) get L2 weight decay; biases and norm parameters don't."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    groups = decay_groups(model, cfg.weight_decay)
+    if cfg.name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+    if cfg.name == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    raise CnnkitError(f"expected optim.name one of {', '.join(OPTIMIZERS)}, found {cfg.name!r}")
+
+
+def lr_factor(schedule: str, step: int, total: int, warmup: int) -> float:
+    """Multiplier of the base learning rate at optimizer ``step`` of ``total`` (linear warm-up first).
+
+    ``onecycle`` warms up over 25 % of the steps unless ``warmup`` is given, then anneals with a cosine to 0.
+    """
+    if schedule not in SCHEDULES:
+        raise CnnkitError(f"expected optim.schedule one of {', '.join(SCHEDULES)}, found {schedule!r}")
+    if schedule == "onecycle" and warmup == 0:
+        warmup = max(1, round(0.25 * total))
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def build_scheduler(opt: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int, epochs: int):
+    """A per-step ``LambdaLR`` following :func:`lr_factor`."""
+    total = steps_per_epoch * epochs
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    lr_factor(cfg.schedule, 0, total, warmup)  # validates the name before training starts
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg.schedule, s, total, warmup))

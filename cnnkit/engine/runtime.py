@@ -1,0 +1,97 @@
+"""Where and how tensors run: device, precision, batching and the uint8 -> normalised float step."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import CnnkitError
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise CnnkitError(f"expected device auto, cpu or cuda, found {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CnnkitError(f"expected a CUDA device for {name!r}, found none; use --set train.device=cpu")
+    return torch.device(name)
+
+
+def cpu_has_bf16() -> bool:
+    """True on CPUs with native bf16 matrix instructions (AVX-512 BF16 or AMX), where bf16 autocast is faster."""
+    check = getattr(torch.backends.mkldnn, "is_available", lambda: False)() and getattr(
+        torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None
+    )
+    return bool(check and check())
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``; ``None`` means plain fp32."""
+    if precision not in PRECISIONS:
+        raise CnnkitError(f"expected precision one of {', '.join(PRECISIONS)}, found {precision!r}")
+    if precision == "fp32":
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision == "bf16" or cpu_has_bf16():
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+class Normalize:
+    """uint8 ``Tensor[N, C, H, W]`` -> float ``(x / 255 − mean) / std`` on ``device`` (channels_last if asked)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device, channels_last: bool) -> None:
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255
+        self.scale = 1 / (torch.tensor(std, device=device).view(1, -1, 1, 1) * 255)
+        self.device, self.channels_last = device, channels_last
+
+    def __call__(self, x: Tensor) -> Tensor:
+        x = (x.to(self.device, non_blocking=True).float() - self.mean) * self.scale
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+def batches(
+    dataset: Dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0, num_workers: int = 0
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Yield (uint8 images Tensor[B, C, H, W], int64 labels Tensor[B]); order fixed by ``seed`` when shuffling.
+
+    In-memory datasets are sliced directly (no per-item Python overhead); others go through a DataLoader.
+    """
+    n = len(dataset)
+    g = torch.Generator().manual_seed(seed)
+    if hasattr(dataset, "images"):  # TensorImages
+        order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
+        for idx in order.split(batch_size):
+            yield dataset.images[idx], dataset.labels[idx]
+        return
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=g,
+        num_workers=num_workers,
+        persistent_workers=False,
+        pin_memory=False,
+    )
+    for x, y in loader:
+        yield x, torch.as_tensor(y)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

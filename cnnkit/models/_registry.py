@@ -1,0 +1,90 @@
+"""The model registry: ``register_model``, ``list_models``, ``create_model``, ``model_info``.
+
+Each family file registers keyword-only builders::
+
+    @register_model(family="LeNet", paper="LeCun et al. 1998", default_input=(1, 28, 28))
+    def lenet5(*, num_classes: int = 10, in_chans: int = 1) -> LeNet5: ...
+
+Duplicate names raise, as torchvision's ``register_model`` does.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import CnnkitError
+from ._contract import count_parameters
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows about a model name without building it."""
+
+    name: str
+    family: str
+    paper: str
+    default_input: tuple[int, int, int]
+    builder: Callable[..., nn.Module]
+
+    def parameters(self, num_classes: int | None = None) -> int:
+        """Parameter count (for ``num_classes`` outputs, else the builder's default), on the meta device."""
+        with torch.device("meta"):
+            model = self.builder(**({} if num_classes is None else {"num_classes": num_classes}))
+        return count_parameters(model)
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(
+    *, family: str, paper: str, default_input: tuple[int, int, int] = (3, 224, 224)
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator that registers a builder under its function name."""
+
+    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if fn.__name__ in _REGISTRY:
+            raise ValueError(f"model {fn.__name__!r} is already registered")
+        _REGISTRY[fn.__name__] = ModelInfo(fn.__name__, family, paper, tuple(default_input), fn)
+        return fn
+
+    return wrap
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered names matching a shell-style ``pattern`` (``"resnet*"``), sorted."""
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def model_info(name: str) -> ModelInfo:
+    """The registry entry for ``name``; a did-you-mean error for unknown names."""
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, _REGISTRY, n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else "run `cnnkit models` to list them."
+        raise CnnkitError(f"expected a registered model name, found {name!r}; {hint}")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, *, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """Build a registered model; keyword arguments that are ``None`` are ignored.
+
+    Args:
+        name: registered name, e.g. ``"lenet5"``.
+        pretrained: load the weights listed for ``name`` in ``cnnkit.models.pretrained``.
+        **kwargs: ``num_classes``, ``in_chans`` and family-specific options.
+    """
+    info = model_info(name)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    try:
+        model = info.builder(**kwargs)
+    except TypeError as e:
+        raise CnnkitError(f"model {name!r} does not take these options: {e}; check `cnnkit models`") from None
+    if pretrained:
+        raise CnnkitError(f"expected pretrained weights for {name!r}, found none registered; train it from scratch")
+    return model

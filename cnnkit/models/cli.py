@@ -1,0 +1,45 @@
+"""``cnnkit models [PATTERN] [--json]``: the registered models with their parameter counts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ._registry import list_models, model_info
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list registered models with parameter counts")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'resnet*'")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run_models)
+
+
+def model_rows(pattern: str = "*") -> list[dict]:
+    """One dict per registered model: name, family, paper, parameters (default head), default_input."""
+    rows = []
+    for name in list_models(pattern):
+        info = model_info(name)
+        rows.append(
+            {
+                "name": name,
+                "family": info.family,
+                "paper": info.paper,
+                "parameters": info.parameters(),
+                "default_input": list(info.default_input),
+            }
+        )
+    return rows
+
+
+def run_models(args: argparse.Namespace) -> int:
+    rows = model_rows(args.pattern)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'model':<22} {'family':<14} {'params':>12}  input")
+    for r in rows:
+        c, h, w = r["default_input"]
+        print(f"{r['name']:<22} {r['family']:<14} {r['parameters']:>12,}  {c}×{h}×{w}")
+    print(f"{len(rows)} model(s)")
+    return 0

@@ -1,0 +1,69 @@
+"""The command line: version, model listing, usage errors, and the train -> evaluate -> predict path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cnnkit
+
+
+def test_version(cli):
+    code, out, _ = cli("--version")
+    assert code == 0 and out.strip() == f"cnnkit {cnnkit.__version__}"
+
+
+def test_python_dash_m_entry_point():
+    r = subprocess.run([sys.executable, "-m", "cnnkit", "--version"], capture_output=True, text=True, check=False)
+    assert r.returncode == 0 and "cnnkit" in r.stdout
+
+
+def test_models_lists_names_and_parameter_counts(cli):
+    code, out, _ = cli("models", "lenet*")
+    assert code == 0
+    assert "lenet5" in out and "61,706" in out
+
+
+def test_models_json(cli):
+    code, out, _ = cli("models", "--json")
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert code == 0
+    assert rows["lenet5"]["parameters"] == 61706
+    assert rows["smallcnn"]["default_input"] == [1, 28, 28]
+    assert {"family", "paper"} <= set(rows["lenet5"])
+
+
+def test_usage_error_is_one_line_exit_2(cli):
+    code, _, err = cli("train", "--epochs", "many")
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_unknown_model_suggests_a_name(cli):
+    code, _, err = cli("train", "--model", "lenet", "--data", "digits")
+    assert code == 2
+    assert "did you mean lenet5" in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_data_path(cli, tmp_path):
+    code, _, err = cli("train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r"))
+    assert code == 2 and "no folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_config_key(cli, tmp_path):
+    code, _, err = cli("train", "--data", "digits", "--set", "train.epoch=1")
+    assert code == 2 and "did you mean 'epochs'" in err
+
+
+def test_evaluate_and_predict_a_run(cli, digits_run, tmp_path):
+    code, out, _ = cli("evaluate", digits_run, "--json", tmp_path / "m.json")
+    assert code == 0 and "top-1 accuracy" in out
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["n"] == 359 and m["top1_accuracy"] > 0.5 and m["top5_accuracy"] >= m["top1_accuracy"]
+    assert json.loads((digits_run / "eval_test.json").read_text())["top1_accuracy"] == m["top1_accuracy"]
+
+
+def test_evaluate_missing_run(cli, tmp_path):
+    code, _, err = cli("evaluate", tmp_path / "missing")
+    assert code == 2 and "run directory" in err

@@ -1,0 +1,75 @@
+"""Prediction from a run directory: the Python API and `cnnkit predict`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import cnnkit
+from cnnkit.config import DataConfig
+from cnnkit.data import load_data
+from cnnkit.errors import CnnkitError
+
+
+@pytest.fixture(scope="module")
+def digit_files(tmp_path_factory, digits_run):
+    """Test-split digits saved as PNG files with their true labels."""
+    d = load_data(DataConfig(name="digits"), seed=1)
+    out = tmp_path_factory.mktemp("digits")
+    files = []
+    for i in range(20):
+        img, label = d.test[i]
+        path = out / f"{i}_{label}.png"
+        Image.fromarray(img[0].numpy(), "L").save(path)
+        files.append((path, label))
+    return files
+
+
+def test_load_api(digits_run, digit_files):
+    p = cnnkit.load(digits_run)
+    assert p.classes == [str(i) for i in range(10)]
+    assert isinstance(p.model, torch.nn.Module) and not p.model.training
+    preds = p.predict([f for f, _ in digit_files], topk=3)
+    assert len(preds) == 20 and all(len(q.topk) == 3 for q in preds)
+    assert all(q.topk[0][1] >= q.topk[1][1] >= q.topk[2][1] for q in preds)
+    accuracy = np.mean([q.index == label for q, (_, label) in zip(preds, digit_files)])
+    assert accuracy >= 0.6  # a 2-epoch model; chance is 0.1
+
+
+def test_files_arrays_and_pil_images_agree(digits_run, digit_files):
+    p = cnnkit.load(digits_run)
+    path = digit_files[0][0]
+    arr = np.array(Image.open(path))
+    probs = p.predict_proba([path, arr, Image.open(path), torch.from_numpy(arr)[None]])
+    assert probs.shape == (4, 10)
+    assert torch.allclose(probs, probs[:1].expand(4, -1), atol=1e-6)
+    assert torch.allclose(probs.sum(1), torch.ones(4), atol=1e-5)
+
+
+def test_rgba_photo_on_a_grayscale_model(digits_run, tmp_path):
+    Image.new("RGBA", (40, 30), (200, 10, 10, 128)).save(tmp_path / "x.png")
+    assert cnnkit.load(digits_run).predict([tmp_path / "x.png"])[0].label in [str(i) for i in range(10)]
+
+
+def test_cli_predict_text_and_json(cli, digits_run, digit_files):
+    files = [str(f) for f, _ in digit_files[:3]]
+    code, out, _ = cli("predict", digits_run, *files, "--topk", "2")
+    assert code == 0 and len(out.strip().splitlines()) == 3 and "%" in out
+    code, out, _ = cli("predict", digits_run, *files, "--json")
+    rows = json.loads(out)
+    assert code == 0 and [r["image"] for r in rows] == files and {"label", "probability", "topk"} <= set(rows[0])
+
+
+def test_predict_bad_image_is_one_line(cli, digits_run, tmp_path):
+    (tmp_path / "x.png").write_text("hello")
+    code, _, err = cli("predict", digits_run, tmp_path / "x.png")
+    assert code == 2 and "x.png" in err and len(err.strip().splitlines()) == 1
+
+
+def test_load_not_a_run(tmp_path):
+    with pytest.raises(CnnkitError, match="model.json"):
+        cnnkit.load(tmp_path)
