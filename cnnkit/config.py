@@ -30,12 +30,17 @@ class DataConfig:
     skip_bad: bool = False  # skip unreadable images (listed in skipped_files.txt) instead of stopping
     num_workers: int = 0  # DataLoader workers for folder datasets
     download: bool = True  # allow downloading named datasets that aren't found locally
+    augment: str = "auto"  # auto | none | digits | clothes | photos | randaugment | trivialaugment
+    mixup: float = 0.0  # MixUp probability per batch (Beta(1, 1) mixing); 0 = off
+    cutmix: float = 0.0  # CutMix probability per batch; 0 = off
 
 
 @dataclass
 class ModelConfig:
-    name: str = "smallcnn"
-    dropout: float | None = None  # override the model's dropout rate where it has one
+    name: str = "smallcnn"  # a registered name (`cnnkit models`) or a layer-list YAML file
+    dropout: float | None = None  # set the rate of every Dropout layer
+    init: str = "default"  # default | xavier | kaiming | normal | zeros (zeros shows the broken symmetry)
+    aux_weight: float = 0.3  # weight of auxiliary classifier losses (GoogLeNet, Inception) during training
 
 
 @dataclass
@@ -45,19 +50,29 @@ class OptimConfig:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4  # L2, applied to weights only (not biases or norm parameters)
-    schedule: str = "onecycle"  # constant | cosine | onecycle
-    warmup_epochs: float = 0.0
+    schedule: str = "onecycle"  # constant | step | cosine | onecycle
+    warmup_epochs: float = 0.0  # linear warm-up (onecycle defaults to 25 % of the steps)
+    step_epochs: int = 10  # step schedule: multiply the rate by gamma every step_epochs
+    gamma: float = 0.1
+    l1: float = 0.0  # explicit L1 penalty on weights, added to the loss
+    clip_grad_norm: float | None = None  # clip the global gradient norm
 
 
 @dataclass
 class TrainConfig:
     epochs: int = 5
-    batch_size: int = 128
+    batch_size: int | str = 128  # images per step; 1 = stochastic, "full" = batch gradient descent
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto | fp32 | bf16 (autocast)
     channels_last: bool = True
     label_smoothing: float = 0.0
+    class_weights: str = "none"  # none | balanced (weights inversely proportional to class frequency)
+    monitor: str = "val_accuracy"  # val_accuracy | val_loss | val_macro_f1: selects the best epoch
+    early_stop_patience: int | None = None  # stop after this many epochs without improvement
+    on_nonfinite: str = "stop"  # stop | skip: what a NaN/inf loss or gradient does
+    save_every_steps: int | None = None  # also checkpoint inside epochs (exact mid-epoch resume)
+    tensorboard: bool = True  # write TensorBoard events when the tensorboard package is installed
     out: str | None = None  # run directory (default runs/<model>-<data>-<time>)
 
 

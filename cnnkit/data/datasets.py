@@ -63,6 +63,10 @@ class DataSplits:
     source: str
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) of skipped bad files
 
+    def train_labels(self) -> Tensor:
+        """Labels of the training split, Tensor[N]."""
+        return torch.from_numpy(labels_of(self.train)).long()
+
 
 def labels_of(ds: Dataset) -> np.ndarray:
     if isinstance(ds, TensorImages):

@@ -13,7 +13,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="fashion-mnist, digits, or a folder of class sub-folders; default fashion-mnist")
     p.add_argument("--data-dir", help="where named datasets are looked for and cached")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=batch_size, help="images per step: N, 1 (stochastic) or full (batch GD)")
     p.add_argument("--lr", type=float, help="base learning rate")
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="run directory to create (default runs/<model>-<data>-<time>)")
@@ -24,6 +24,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
+
+
+def batch_size(text: str) -> int | str:
+    if text == "full":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'full', found {text!r}") from None
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..errors import CnnkitError
 
@@ -65,27 +65,39 @@ class Normalize:
 
 
 def batches(
-    dataset: Dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0, num_workers: int = 0
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    num_workers: int = 0,
+    skip: int = 0,
+    shard: Callable[[Tensor], Tensor] | None = None,
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """Yield (uint8 images Tensor[B, C, H, W], int64 labels Tensor[B]); order fixed by ``seed`` when shuffling.
+    """Yield (uint8 images Tensor[B, C, H, W], int64 labels Tensor[B]) in an order fixed by ``seed``.
+
+    Args:
+        shuffle: a fresh permutation from ``seed`` (not from the global RNG, so resuming can replay it).
+        skip: leave out the first ``skip`` batches (resuming inside an epoch).
+        shard: picks this process's share of the order (distributed training).
 
     In-memory datasets are sliced directly (no per-item Python overhead); others go through a DataLoader.
     """
-    n = len(dataset)
     g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(dataset), generator=g) if shuffle else torch.arange(len(dataset))
+    if shard is not None:
+        order = shard(order)
+    order = order[skip * batch_size :]
     if hasattr(dataset, "images"):  # TensorImages
-        order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
         for idx in order.split(batch_size):
             yield dataset.images[idx], dataset.labels[idx]
         return
     loader = DataLoader(
-        dataset,
+        Subset(dataset, order.tolist()),
         batch_size=batch_size,
-        shuffle=shuffle,
-        generator=g,
         num_workers=num_workers,
-        persistent_workers=False,
-        pin_memory=False,
+        worker_init_fn=None,
+        generator=torch.Generator().manual_seed(seed),
     )
     for x, y in loader:
         yield x, torch.as_tensor(y)

@@ -1,15 +1,15 @@
-"""The training loop: data -> model -> SGD epochs -> a run directory that predicts on its own.
+"""The training loop: data -> model -> epochs of mini-batch SGD -> a run directory that predicts on its own.
 
-A run directory holds ``model.safetensors`` (best weights on the validation split), ``last.safetensors``
-and ``train_state.pt`` (where training stands, for ``--resume``), ``model.json`` (everything needed to
-rebuild and predict), ``config.yaml``, ``history.csv`` and ``metrics.json``. The test split is never
-looked at here: model selection uses validation only.
+A run directory holds ``model.safetensors`` (the best weights on the validation split), ``last.safetensors``
+and ``train_state.pt`` (where training stands, for an exact ``--resume``), ``model.json`` (everything needed
+to rebuild and predict), ``config.yaml``, ``history.csv``, ``metrics.json`` and ``curves.png``. The test split
+is never looked at here: model selection and early stopping use the validation split only.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import inspect
+import math
 import random
 import time
 from datetime import datetime
@@ -18,30 +18,27 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+import torchvision.transforms.v2 as v2
 from torch import Tensor, nn
+from torchmetrics.functional.classification import multiclass_f1_score
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..config import Config, dump_yaml, from_dict
+from ..config import Config, dump_yaml, from_dict, load_yaml
 from ..data import NAMED, DataSplits, load_data
+from ..data.augment import BatchAugment, preset
 from ..errors import CnnkitError
 from ..evaluate.metrics import classification_metrics, collect_logits
 from ..models import create_model, model_info
+from . import distributed
 from .checkpoint import load_state, load_weights, save_state, save_weights, write_json, write_text
+from .history import history_csv
+from .init import init_weights
+from .loss import Objective, class_weights
 from .optim import build_optimizer, build_scheduler
 from .runtime import Normalize, autocast, batches, resolve_device, resolve_precision, seed_everything
 
-HISTORY_COLUMNS = (
-    "epoch",
-    "train_loss",
-    "train_accuracy",
-    "val_loss",
-    "val_accuracy",
-    "lr",
-    "epoch_time_s",
-    "images_per_s",
-)
+MONITORS = {"val_accuracy": 1, "val_macro_f1": 1, "val_loss": -1}  # metric -> sign (higher is better)
 
 
 def input_size(cfg: Config) -> tuple[int, int] | None:
@@ -55,8 +52,14 @@ def input_size(cfg: Config) -> tuple[int, int] | None:
     return info.default_input[1:] if fixed or cfg.data.name not in NAMED else None
 
 
+def model_kwargs(cfg: Config) -> dict[str, Any]:
+    """Build options recorded in model.json: auxiliary classifiers on for models that have them."""
+    params = inspect.signature(model_info(cfg.model.name).builder).parameters
+    return {"aux_logits": True} if "aux_logits" in params and cfg.model.aux_weight > 0 else {}
+
+
 def preflight(model: nn.Module, data: DataSplits) -> None:
-    """Run one tiny forward pass so a shape problem stops before training, with a clear message."""
+    """One tiny forward pass, so a shape problem stops before training with a clear message."""
     x = torch.zeros(1, data.in_chans, *data.image_size)
     was = model.training
     model.eval()
@@ -72,23 +75,24 @@ def preflight(model: nn.Module, data: DataSplits) -> None:
         model.train(was)
 
 
-def model_card(cfg: Config, model: nn.Module, data: DataSplits) -> dict[str, Any]:
+def set_dropout(model: nn.Module, p: float | None) -> None:
+    for m in model.modules():
+        if p is not None and isinstance(m, nn.Dropout):
+            m.p = p
+
+
+def model_card(cfg: Config, model: nn.Module, data: DataSplits, kwargs: dict[str, Any]) -> dict[str, Any]:
     """The contents of ``model.json``: enough to rebuild the model and preprocess an image for it."""
     h, w = data.image_size
+    pre = {"mode": "L" if data.in_chans == 1 else "RGB", "resize": [h, w], "scale": 255.0}
     return {
         "cnnkit_version": __version__,
         "model": cfg.model.name,
-        "model_kwargs": {"dropout": cfg.model.dropout} if cfg.model.dropout is not None else {},
+        "model_kwargs": kwargs,
         "num_classes": len(data.classes),
         "classes": data.classes,
         "input": {"channels": data.in_chans, "height": h, "width": w},
-        "preprocessing": {
-            "mode": "L" if data.in_chans == 1 else "RGB",
-            "resize": [h, w],
-            "scale": 255.0,
-            "mean": list(model.mean),
-            "std": list(model.std),
-        },
+        "preprocessing": {**pre, "mean": list(model.mean), "std": list(model.std)},
         "data": data.source,
         "created": datetime.now().isoformat(timespec="seconds"),
     }
@@ -98,156 +102,252 @@ class Trainer:
     """Holds everything one run needs; :meth:`fit` runs the epochs and writes the run directory."""
 
     def __init__(self, cfg: Config, run_dir: Path, log=print, progress: bool | None = None) -> None:
-        self.cfg, self.run_dir, self.log, self.progress = cfg, run_dir, log, progress
-        seed_everything(cfg.train.seed)
+        self.cfg, self.run_dir, self.progress = cfg, run_dir, progress
         self.device = resolve_device(cfg.train.device)
+        self.dist = distributed.setup(self.device.type)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        self.log = log if self.dist.is_main else (lambda *_: None)
+        seed_everything(cfg.train.seed)
         self.dtype = resolve_precision(cfg.train.precision, self.device)
         self.data = load_data(cfg.data, seed=cfg.train.seed, image_size=input_size(cfg))
         if len(self.data.train) == 0:
             raise CnnkitError(f"expected training images in {self.data.source!r}, found none")
-        self.model = create_model(
-            cfg.model.name, num_classes=len(self.data.classes), in_chans=self.data.in_chans, dropout=cfg.model.dropout
-        )
+        self.build_model()
+        self.build_optimisation()
+        self.epoch, self.step_in_epoch, self.partial = 0, 0, {}
+        self.best, self.best_epoch, self.stale, self.history = -math.inf, 0, 0, []
+        self.skipped_steps, self.tb = 0, None
+
+    def build_model(self) -> None:
+        cfg = self.cfg
+        self.kwargs = model_kwargs(cfg)
+        self.model = create_model(cfg.model.name, num_classes=len(self.data.classes), in_chans=self.data.in_chans,
+                                  **self.kwargs)  # fmt: skip
+        init_weights(self.model, cfg.model.init)
+        set_dropout(self.model, cfg.model.dropout)
         preflight(self.model, self.data)
         self.model.to(self.device)
         if cfg.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        self.net = distributed.wrap(self.model, self.dist, self.device)
         self.normalize = Normalize(self.model.mean, self.model.std, self.device, cfg.train.channels_last)
-        self.steps_per_epoch = -(-len(self.data.train) // cfg.train.batch_size)
+
+    def build_optimisation(self) -> None:
+        cfg, n = self.cfg, len(self.data.train)
+        bs = cfg.train.batch_size
+        if bs != "full" and (not isinstance(bs, int) or bs < 1):
+            raise CnnkitError(f"expected train.batch_size a positive integer or 'full', found {bs!r}")
+        self.batch_size = max(1, (n if bs == "full" else bs) // self.dist.world)
+        self.steps_per_epoch = -(-(n // self.dist.world) // self.batch_size)
         self.opt = build_optimizer(self.model, cfg.optim)
         self.sched = build_scheduler(self.opt, cfg.optim, self.steps_per_epoch, cfg.train.epochs)
-        self.epoch, self.best, self.best_epoch, self.history = 0, -1.0, 0, []
+        weights = class_weights(self.data.train_labels(), len(self.data.classes), cfg.train.class_weights)
+        self.objective = Objective(self.model, label_smoothing=cfg.train.label_smoothing, weight=weights,
+                                   aux_weight=cfg.model.aux_weight, l1=cfg.optim.l1)  # fmt: skip
+        self.augment = BatchAugment(preset(cfg.data.augment, self.data.image_size, cfg.data.name))
+        self.mix = self.build_mix()
+        fp16 = self.dtype == torch.float16
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        if cfg.train.monitor not in MONITORS:
+            raise CnnkitError(f"expected train.monitor one of {', '.join(MONITORS)}, found {cfg.train.monitor!r}")
+        if cfg.train.on_nonfinite not in ("stop", "skip"):
+            raise CnnkitError(f"expected train.on_nonfinite stop or skip, found {cfg.train.on_nonfinite!r}")
+
+    def build_mix(self) -> v2.Transform | None:
+        k, d = len(self.data.classes), self.cfg.data
+        choices = [t for t, p in ((v2.MixUp(num_classes=k), d.mixup), (v2.CutMix(num_classes=k), d.cutmix)) if p > 0]
+        if not choices:
+            return None
+        return v2.RandomApply([v2.RandomChoice(choices)], p=min(1.0, d.mixup + d.cutmix))
 
     # ---- one epoch -------------------------------------------------------------------------------------------
     def train_epoch(self) -> dict[str, float]:
-        cfg, model = self.cfg.train, self.model
-        model.train()
-        seen, loss_sum, correct, t0 = 0, 0.0, 0, time.perf_counter()
-        order = batches(
-            self.data.train,
-            cfg.batch_size,
-            shuffle=True,
-            seed=cfg.seed * 100_003 + self.epoch,
-            num_workers=self.cfg.data.num_workers,
-        )
-        bar = tqdm(
-            order,
-            total=self.steps_per_epoch,
-            desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
-            unit="batch",
-            leave=False,
-            disable=None if self.progress is None else not self.progress,
-        )
+        cfg = self.cfg.train
+        self.net.train()
+        st = self.partial or {"seen": 0, "loss_sum": 0.0, "correct": 0, "seconds": 0.0}
+        t0 = time.perf_counter() - st["seconds"]
+        order = batches(self.data.train, self.batch_size, shuffle=True, seed=cfg.seed * 100_003 + self.epoch,
+                        num_workers=self.cfg.data.num_workers, skip=self.step_in_epoch,
+                        shard=lambda o: distributed.shard(o, self.dist))  # fmt: skip
+        bar = tqdm(order, total=self.steps_per_epoch, initial=self.step_in_epoch, unit="batch", leave=False,
+                   desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=self.bar_disabled())  # fmt: skip
         for x, y in bar:
-            loss, logits = self.step(self.normalize(x), y.to(self.device))
-            seen += len(y)
-            loss_sum += loss * len(y)
-            correct += (logits.argmax(1).cpu() == y).sum().item()
-            bar.set_postfix(
-                loss=f"{loss_sum / seen:.3f}",
-                acc=f"{correct / seen:.3f}",
-                img_s=f"{seen / (time.perf_counter() - t0):.0f}",
-            )
-        dt = time.perf_counter() - t0
-        return {
-            "train_loss": loss_sum / seen,
-            "train_accuracy": correct / seen,
-            "epoch_time_s": dt,
-            "images_per_s": seen / dt,
-        }
+            loss, correct = self.step(x, y)
+            self.step_in_epoch += 1
+            st["seen"] += len(y)
+            st["loss_sum"] += loss * len(y)
+            st["correct"] += correct
+            st["seconds"] = time.perf_counter() - t0
+            bar.set_postfix(loss=f"{st['loss_sum'] / st['seen']:.3f}", acc=f"{st['correct'] / st['seen']:.3f}",
+                            img_s=f"{st['seen'] * self.dist.world / st['seconds']:.0f}")  # fmt: skip
+            if cfg.save_every_steps and self.step_in_epoch % cfg.save_every_steps == 0:
+                self.partial = st
+                self.save_last()
+        self.step_in_epoch, self.partial = 0, {}
+        return {"train_loss": st["loss_sum"] / st["seen"], "train_accuracy": st["correct"] / st["seen"],
+                "epoch_time_s": st["seconds"], "images_per_s": st["seen"] * self.dist.world / st["seconds"]}  # fmt: skip
 
-    def step(self, x: Tensor, y: Tensor) -> tuple[float, Tensor]:
-        """One SGD step on a normalised batch x: Tensor[B, C, H, W], y: Tensor[B] -> (loss, logits)."""
+    def bar_disabled(self) -> bool | None:
+        return True if not self.dist.is_main else (None if self.progress is None else not self.progress)
+
+    def step(self, x: Tensor, y: Tensor) -> tuple[float, int]:
+        """One optimizer step on a uint8 batch x: Tensor[B, C, H, W], y: Tensor[B] -> (loss, correct count)."""
+        x, target = self.normalize(self.augment(x)), y.to(self.device)
+        if self.mix is not None:
+            x, target = self.mix(x, target)  # soft targets Tensor[B, K]
         with autocast(self.device, self.dtype):
-            logits = self.model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=self.cfg.train.label_smoothing)
-        if not torch.isfinite(loss):
-            raise CnnkitError(
-                f"expected a finite loss, found {loss.item()} at epoch {self.epoch + 1}; the last good checkpoint"
-                f" in {str(self.run_dir)!r} is kept — lower the learning rate (optim.lr={self.cfg.optim.lr})"
-            )
+            loss, logits = self.objective(self.net(x), target)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.opt)
+        clip = self.cfg.optim.clip_grad_norm or math.inf
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        if not (torch.isfinite(loss) and torch.isfinite(norm)):
+            self.non_finite(loss, norm)
+            return float("nan"), 0
+        self.scaler.step(self.opt)
+        self.scaler.update()
         self.sched.step()
-        return loss.item(), logits.detach()
+        return loss.item(), int((logits.argmax(1).cpu() == y).sum())
+
+    def non_finite(self, loss: Tensor, norm: Tensor) -> None:
+        """Stop (default) or skip the step; never write non-finite weights."""
+        what = f"loss {loss.item():.4g}, gradient norm {norm.item():.4g}"
+        where = f"epoch {self.epoch + 1}, step {self.step_in_epoch + 1}"
+        self.opt.zero_grad(set_to_none=True)
+        self.skipped_steps += 1
+        if self.cfg.train.on_nonfinite == "stop" or self.skipped_steps > 10:
+            raise CnnkitError(
+                f"expected a finite loss and gradient, found {what} at {where}; the last good checkpoint in"
+                f" {str(self.run_dir)!r} is kept — lower the learning rate (optim.lr={self.cfg.optim.lr}) or set"
+                " optim.clip_grad_norm"
+            )
+        self.log(f"skipped a step with {what} at {where}")
 
     def validate(self) -> dict[str, float]:
         logits, labels = collect_logits(self.model, self.data.val, self.normalize, dtype=self.dtype)
+        if len(labels) == 0:
+            return {"val_loss": math.nan, "val_accuracy": math.nan, "val_macro_f1": math.nan}
         m = classification_metrics(logits, labels)
-        return {"val_loss": m.get("loss", float("nan")), "val_accuracy": m.get("top1_accuracy", float("nan"))}
+        f1 = multiclass_f1_score(logits, labels, num_classes=logits.shape[1], average="macro").item()
+        return {"val_loss": m["loss"], "val_accuracy": m["top1_accuracy"], "val_macro_f1": f1}
 
     # ---- the run ---------------------------------------------------------------------------------------------
     def fit(self) -> Path:
         """Train the remaining epochs, checkpointing after each; returns the run directory."""
         self.write_static_files()
         t_start = time.perf_counter()
-        while self.epoch < self.cfg.train.epochs:
-            row = {
-                "epoch": self.epoch + 1,
-                "lr": self.opt.param_groups[0]["lr"],
-                **self.train_epoch(),
-                **self.validate(),
-            }
-            self.epoch += 1
-            self.history.append(row)
-            self.checkpoint(row)
-            self.log(
-                f"epoch {row['epoch']}/{self.cfg.train.epochs}  loss {row['train_loss']:.4f}  "
-                f"train acc {row['train_accuracy']:.4f}  val acc {row['val_accuracy']:.4f}  "
-                f"{row['images_per_s']:.0f} img/s  {row['epoch_time_s']:.1f}s"
-            )
-        self.write_metrics(time.perf_counter() - t_start)
+        try:
+            while self.epoch < self.cfg.train.epochs and not self.should_stop():
+                lr = self.opt.param_groups[0]["lr"]
+                row = {"epoch": self.epoch + 1, "lr": lr, **self.train_epoch(), **self.validate()}
+                self.epoch += 1
+                self.end_epoch(row)
+            self.write_metrics(time.perf_counter() - t_start)
+        finally:
+            distributed.teardown(self.dist)
         return self.run_dir
 
-    def checkpoint(self, row: dict[str, float]) -> None:
-        """Save last weights + state (and best weights if improved), then history; each write is atomic."""
-        score = row["val_accuracy"] if not np.isnan(row["val_accuracy"]) else -row["train_loss"]
-        meta = {"epoch": str(self.epoch)}
-        if score > self.best:
-            self.best, self.best_epoch = score, self.epoch
-            save_weights(self.model, self.run_dir / "model.safetensors", meta)
-        save_weights(self.model, self.run_dir / "last.safetensors", meta)
-        save_state(self.state(), self.run_dir / "train_state.pt")
-        write_text(self.run_dir / "history.csv", history_csv(self.history))
+    def should_stop(self) -> bool:
+        patience = self.cfg.train.early_stop_patience
+        if patience is not None and self.stale >= patience:
+            self.log(f"early stopping: {self.cfg.train.monitor} has not improved for {patience} epoch(s)")
+            return True
+        return False
 
+    def end_epoch(self, row: dict[str, float]) -> None:
+        self.history.append(row)
+        score = row[self.cfg.train.monitor] * MONITORS[self.cfg.train.monitor]
+        if math.isnan(score):
+            score = -row["train_loss"]
+        improved = score > self.best
+        self.best, self.best_epoch, self.stale = (score, self.epoch, 0) if improved else (self.best, self.best_epoch,
+                                                                                         self.stale + 1)  # fmt: skip
+        if self.dist.is_main:
+            if improved:
+                save_weights(self.model, self.run_dir / "model.safetensors", {"epoch": str(self.epoch)})
+            self.save_last()
+            write_text(self.run_dir / "history.csv", history_csv(self.history))
+            self.write_plots()
+        self.log(
+            f"epoch {row['epoch']}/{self.cfg.train.epochs}  loss {row['train_loss']:.4f}  train acc "
+            f"{row['train_accuracy']:.4f}  val acc {row['val_accuracy']:.4f}  val loss {row['val_loss']:.4f}  "
+            f"{row['images_per_s']:.0f} img/s  {row['epoch_time_s']:.1f}s{'  *best' if improved else ''}"
+        )
+
+    def save_last(self) -> None:
+        """``last.safetensors`` then ``train_state.pt``, tagged with the same position (checked on resume)."""
+        if not self.dist.is_main:
+            return
+        tag = f"{self.epoch}:{self.step_in_epoch}"
+        save_weights(self.model, self.run_dir / "last.safetensors", {"epoch": str(self.epoch), "position": tag})
+        save_state(self.state(), self.run_dir / "train_state.pt")
+
+    def write_plots(self) -> None:
+        from .plots import plot_curves
+
+        plot_curves(
+            self.history, self.run_dir / "curves.png", f"{self.cfg.model.name} on {Path(self.cfg.data.name).name}"
+        )
+        self.tensorboard(self.history[-1])
+
+    def tensorboard(self, row: dict[str, float]) -> None:
+        if not self.cfg.train.tensorboard:
+            return
+        if self.tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # the tensorboard package is optional
+                self.cfg.train.tensorboard = False
+                return
+            self.tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+        for k, v in row.items():
+            if k != "epoch":
+                self.tb.add_scalar(k, v, int(row["epoch"]))
+        self.tb.flush()
+
+    # ---- state ----------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {
+            "position": f"{self.epoch}:{self.step_in_epoch}",
             "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "partial": dict(self.partial),
             "best": self.best,
             "best_epoch": self.best_epoch,
+            "stale": self.stale,
             "history": self.history,
             "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "numpy": _np_state(), "python": list(random.getstate()[1])},
         }
 
     def restore(self) -> None:
-        """Continue from ``last.safetensors`` + ``train_state.pt`` in the run directory."""
+        """Continue from ``last.safetensors`` + ``train_state.pt``: weights, optimizer, schedule, RNGs, position."""
         state = load_state(self.run_dir / "train_state.pt")
         meta = load_weights(self.model, self.run_dir / "last.safetensors")
-        if int(meta.get("epoch", -1)) != state["epoch"]:
+        if meta.get("position") != state["position"]:
             raise CnnkitError(
-                f"expected last.safetensors and train_state.pt from the same epoch in {str(self.run_dir)!r},"
-                f" found epochs {meta.get('epoch')} and {state['epoch']}; the run was interrupted mid-save"
+                f"expected last.safetensors and train_state.pt from the same step in {str(self.run_dir)!r}, found"
+                f" {meta.get('position')} and {state['position']}; the run was interrupted mid-save"
             )
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
-        self.epoch, self.best, self.best_epoch, self.history = (
-            state["epoch"],
-            state["best"],
-            state["best_epoch"],
-            state["history"],
-        )
+        self.scaler.load_state_dict(state["scaler"])
+        for k in ("epoch", "step_in_epoch", "partial", "best", "best_epoch", "stale", "history"):
+            setattr(self, k, state[k])
         torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(
-            ("MT19937", np.array(state["rng"]["numpy"]["key"], dtype=np.uint32), state["rng"]["numpy"]["pos"])
-        )
+        np_state = state["rng"]["numpy"]
+        np.random.set_state(("MT19937", np.array(np_state["key"], dtype=np.uint32), np_state["pos"]))
         random.setstate((3, tuple(state["rng"]["python"]), None))
 
     def write_static_files(self) -> None:
+        if not self.dist.is_main:
+            return
         write_text(self.run_dir / "config.yaml", dump_yaml(self.cfg))
-        write_json(self.run_dir / "model.json", model_card(self.cfg, self.model, self.data))
+        write_json(self.run_dir / "model.json", model_card(self.cfg, self.model, self.data, self.kwargs))
         if self.data.skipped:
             write_text(self.run_dir / "skipped_files.txt", "".join(f"{p}\t{r}\n" for p, r in self.data.skipped))
             for p, r in self.data.skipped:
@@ -255,38 +355,24 @@ class Trainer:
             self.log(f"{len(self.data.skipped)} bad file(s) skipped; listed in {self.run_dir / 'skipped_files.txt'}")
 
     def write_metrics(self, seconds: float) -> None:
+        if not self.dist.is_main:
+            return
         best = self.history[self.best_epoch - 1] if self.best_epoch else {}
-        write_json(
-            self.run_dir / "metrics.json",
-            {
-                "best_epoch": self.best_epoch,
-                "val_accuracy": best.get("val_accuracy"),
-                "val_loss": best.get("val_loss"),
-                "epochs": self.epoch,
-                "train_time_s": round(seconds, 2),
-                "images_per_s": round(float(np.mean([r["images_per_s"] for r in self.history])), 1)
-                if self.history
-                else None,
-                "device": str(self.device),
-                "precision": str(self.dtype or torch.float32).replace("torch.", ""),
-                "num_train": len(self.data.train),
-                "num_val": len(self.data.val),
-                "num_test": len(self.data.test),
-            },
-        )
+        speeds = [r["images_per_s"] for r in self.history]
+        write_json(self.run_dir / "metrics.json", {
+            "best_epoch": self.best_epoch, "monitor": self.cfg.train.monitor,
+            **{k: best.get(k) for k in ("val_accuracy", "val_loss", "val_macro_f1")},
+            "epochs": self.epoch, "train_time_s": round(seconds, 2),
+            "images_per_s": round(float(np.mean(speeds)), 1) if speeds else None,
+            "device": str(self.device), "processes": self.dist.world,
+            "precision": str(self.dtype or torch.float32).replace("torch.", ""),
+            "num_train": len(self.data.train), "num_val": len(self.data.val), "num_test": len(self.data.test),
+        })  # fmt: skip
 
 
 def _np_state() -> dict[str, Any]:
     _, key, pos, *_ = np.random.get_state()
     return {"key": key.tolist(), "pos": int(pos)}
-
-
-def history_csv(rows: list[dict[str, float]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
 
 
 def new_run_dir(cfg: Config) -> Path:
@@ -299,7 +385,7 @@ def new_run_dir(cfg: Config) -> Path:
             )
         return out
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.model.name}-{Path(cfg.data.name).name}-{stamp}"
+    return Path("runs") / f"{Path(cfg.model.name).stem}-{Path(cfg.data.name).name}-{stamp}"
 
 
 def train(cfg: Config, log=print, progress: bool | None = None) -> Path:
@@ -312,12 +398,9 @@ def train(cfg: Config, log=print, progress: bool | None = None) -> Path:
 def resume(run_dir: str | Path, log=print, progress: bool | None = None) -> Path:
     """Continue an interrupted run from its last checkpoint, with the run's own ``config.yaml``."""
     run_dir = Path(run_dir)
-    import yaml
-
-    cfg = from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else {})
     if not (run_dir / "train_state.pt").exists():
         raise CnnkitError(f"expected a run directory with train_state.pt, found none in {str(run_dir)!r}")
-    trainer = Trainer(cfg, run_dir, log, progress)
+    trainer = Trainer(from_dict(load_yaml(run_dir / "config.yaml")), run_dir, log, progress)
     trainer.restore()
-    log(f"resuming {run_dir} after epoch {trainer.epoch}")
+    log(f"resuming {run_dir} at epoch {trainer.epoch + 1}, step {trainer.step_in_epoch}")
     return trainer.fit()

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from cnnkit.config import build_config
 from cnnkit.engine import Trainer, resume, train
 from cnnkit.engine.checkpoint import load_state
-from cnnkit.engine.trainer import HISTORY_COLUMNS
+from cnnkit.engine.history import HISTORY_COLUMNS
 from cnnkit.errors import CnnkitError
 
 RUN_FILES = {
@@ -55,11 +55,9 @@ def test_resume_matches_an_uninterrupted_run(tmp_path):
     cfg = digits_cfg(tmp_path / "cut", "train.epochs=3")
     trainer = Trainer(cfg, tmp_path / "cut", log=lambda *_: None, progress=False)
     trainer.write_static_files()
-    trainer.row = None
     row = {"epoch": 1, "lr": 0.0, **trainer.train_epoch(), **trainer.validate()}
     trainer.epoch = 1
-    trainer.history.append(row)
-    trainer.checkpoint(row)  # "interrupted" after epoch 1
+    trainer.end_epoch(row)  # "interrupted" after epoch 1
     resume(tmp_path / "cut", log=lambda *_: None, progress=False)
     a, b = load_file(full / "last.safetensors"), load_file(tmp_path / "cut" / "last.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -1,0 +1,34 @@
+"""Training curves: loss and accuracy, train vs validation, one PNG per run (rewritten after each epoch)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from .checkpoint import atomic_write
+
+
+def plot_curves(history: list[dict[str, float]], path: str | Path, title: str = "") -> Path:
+    """Write ``curves.png``: loss (left) and accuracy (right) per epoch, train and validation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, name in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
+        ax.plot(epochs, [r[f"train_{key}"] for r in history], "o-", label="train")
+        ax.plot(epochs, [r[f"val_{key}"] for r in history], "s-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.set_title(f"{name} per epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
