@@ -18,12 +18,13 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ._contract import Classifier, linear_head
+from ._fixed import FixedInput
 from ._registry import register_model
 
 
-class LeNet5(Classifier):
+class LeNet5(FixedInput, Classifier):
     default_input = (1, 28, 28)
-    fixed_input = True
+    arch = "lenet5"
 
     def __init__(self, *, num_classes: int = 10, in_chans: int = 1) -> None:
         super().__init__(num_classes=num_classes, in_chans=in_chans, mean=(0.5,), std=(0.5,))

@@ -15,7 +15,7 @@ Caffe's ceil rounding)::
     mlpconv4  conv 1024 3×3 pad 1, cccp 1024             -> 6×6×1024    4,589,568
     fc        cccp num_classes (1×1 conv), global avg    -> num_classes 1,025,000 (1000 classes)
 
-7,595,176 parameters for 1000 classes (the Caffe model zoo's NIN-ImageNet is ~7.6 M / 29 MB).
+7,595,176 parameters for 1000 classes (the paper tabulates no ImageNet count).
 The class maps have no ReLU here, so the logits equal a linear layer on the pooled 1024 features, which
 is what ``forward_head(x, pre_logits=True)`` returns. Works at any input from 39×39 up.
 """
