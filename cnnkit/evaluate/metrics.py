@@ -1,9 +1,28 @@
-"""Top-k accuracy and loss of a model on a dataset, computed with torchmetrics."""
+"""Classification metrics of a model on a dataset, computed with torchmetrics and scikit-learn.
+
+:func:`score` turns log-probabilities and labels into everything ``cnnkit evaluate`` reports: loss,
+top-1 / top-5 accuracy and error, per-class precision, recall, F1 and support, their macro and weighted
+averages, one-vs-rest ROC-AUC per class and macro, and the confusion matrix (counts and row-normalised).
+
+Edge cases, decided once here:
+
+- A class that is never predicted has precision 0 (scikit-learn's ``zero_division=0``; no warning).
+- A class with no examples in the split has recall, F1 and ROC-AUC undefined: they are reported as ``None``
+  and left out of the macro averages (which average over the classes present in the split). Its precision
+  is 0 (every prediction of it is wrong, or there are none). The weighted averages give it weight 0.
+- ROC-AUC also needs negatives: a class that is every example of the split has ROC-AUC ``None`` as well.
+- A row of the normalised confusion matrix for a class with no examples is all ``None``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 from torchmetrics.functional.classification import multiclass_accuracy
@@ -20,13 +39,18 @@ def collect_logits(
     batch_size: int = 256,
     dtype: torch.dtype | None = None,
     num_workers: int = 0,
+    transform: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Run ``model`` (in eval mode) over ``dataset`` -> (float32 logits Tensor[N, K], labels Tensor[N])."""
+    """Run ``model`` (in eval mode) over ``dataset`` -> (float32 logits Tensor[N, K], labels Tensor[N]).
+
+    ``transform`` maps each uint8 batch Tensor[B, C, H, W] before normalisation (e.g. a horizontal flip).
+    """
     was_training = model.training
     model.eval()
     out, labels = [], []
     try:
         for x, y in batches(dataset, batch_size, num_workers=num_workers):
+            x = transform(x) if transform is not None else x
             with autocast(normalize.device, dtype):
                 out.append(model(normalize(x)).float().cpu())
             labels.append(y)
@@ -40,17 +64,122 @@ def collect_logits(
 
 def classification_metrics(logits: Tensor, labels: Tensor) -> dict[str, float]:
     """logits Tensor[N, K], labels Tensor[N] -> loss, top-1 / top-5 accuracy and error (top-5 is top-K if K < 5)."""
-    n, k = logits.shape
+    n = len(logits)
     if n == 0:
         return {"n": 0}
-    top5 = min(5, k)
-    acc1 = multiclass_accuracy(logits, labels, num_classes=k, top_k=1, average="micro").item()
-    acc5 = multiclass_accuracy(logits, labels, num_classes=k, top_k=top5, average="micro").item()
+    return {"n": n, **_topk_and_loss(torch.log_softmax(logits.float(), 1), labels)}
+
+
+def _topk_and_loss(log_probs: Tensor, labels: Tensor) -> dict[str, float]:
+    k = log_probs.shape[1]
+    acc1 = multiclass_accuracy(log_probs, labels, num_classes=k, top_k=1, average="micro").item()
+    acc5 = multiclass_accuracy(log_probs, labels, num_classes=k, top_k=min(5, k), average="micro").item()
     return {
-        "n": n,
-        "loss": F.cross_entropy(logits, labels).item(),
+        "loss": F.nll_loss(log_probs, labels).item(),
         "top1_accuracy": acc1,
         "top5_accuracy": acc5,
         "top1_error": 1 - acc1,
         "top5_error": 1 - acc5,
     }
+
+
+def score(log_probs: Tensor, labels: Tensor, classes: Sequence[str]) -> dict[str, Any]:
+    """Every reported metric of one set of predictions.
+
+    Args:
+        log_probs: Tensor[N, K] log class probabilities (``log_softmax`` of logits, or of an ensemble).
+        labels: Tensor[N] true class indices.
+        classes: K class names, used as keys of the per-class results.
+
+    Returns:
+        JSON-ready dict: ``n``, ``loss``, ``top1_accuracy`` … ``top5_error``, ``top5_k`` (5, or K if K < 5),
+        ``per_class`` {name: {precision, recall, f1, support, roc_auc}}, ``macro`` and ``weighted``
+        {precision, recall, f1 (, roc_auc)}, ``confusion`` {counts, normalized} (rows true, columns predicted)
+        and ``most_confused``. Undefined values are ``None`` (see the module docstring).
+    """
+    n, k = log_probs.shape
+    if n == 0:
+        return {"n": 0}
+    log_probs, labels = log_probs.float(), labels.long()
+    y, pred = labels.numpy(), log_probs.argmax(1).numpy()
+    probs = log_probs.double().exp().numpy()
+    per_class, macro, weighted = _per_class(y, pred, probs, classes)
+    counts = confusion_matrix(y, pred, labels=np.arange(k))
+    return {
+        "n": n,
+        **_topk_and_loss(log_probs, labels),
+        "top5_k": min(5, k),
+        "per_class": per_class,
+        "macro": macro,
+        "weighted": weighted,
+        "confusion": {"counts": counts.tolist(), "normalized": _row_normalized(counts)},
+        "most_confused": most_confused(counts, classes),
+    }
+
+
+def _per_class(
+    y: np.ndarray, pred: np.ndarray, probs: np.ndarray, classes: Sequence[str]
+) -> tuple[dict[str, dict], dict[str, float | None], dict[str, float | None]]:
+    """Per-class P/R/F1/support/ROC-AUC, the macro average over present classes, the support-weighted average."""
+    k = len(classes)
+    p, r, f1, support = precision_recall_fscore_support(y, pred, labels=np.arange(k), zero_division=0.0)
+    auc = [roc_auc_one_vs_rest(y == c, probs[:, c]) for c in range(k)]
+    present = support > 0
+    per_class = {
+        name: {
+            "precision": float(p[c]),
+            "recall": float(r[c]) if present[c] else None,
+            "f1": float(f1[c]) if present[c] else None,
+            "support": int(support[c]),
+            "roc_auc": auc[c],
+        }
+        for c, name in enumerate(classes)
+    }
+    defined_auc = [a for a in auc if a is not None]
+    macro = {key: float(v[present].mean()) for key, v in (("precision", p), ("recall", r), ("f1", f1))}
+    macro["roc_auc"] = float(np.mean(defined_auc)) if defined_auc else None
+    weighted = {key: float(np.average(v, weights=support)) for key, v in (("precision", p), ("recall", r), ("f1", f1))}
+    return per_class, macro, weighted
+
+
+def roc_auc_one_vs_rest(is_class: np.ndarray, class_prob: np.ndarray) -> float | None:
+    """ROC-AUC of ``class_prob`` Tensor[N] separating ``is_class`` bool[N] from the rest; None if one side is empty."""
+    positives = int(is_class.sum())
+    if positives == 0 or positives == len(is_class):
+        return None
+    return float(roc_auc_score(is_class, class_prob))
+
+
+def _row_normalized(counts: np.ndarray) -> list[list[float | None]]:
+    """Each row divided by its sum (the fraction of a true class predicted as each class); None rows if empty."""
+    rows = []
+    for row in counts:
+        total = row.sum()
+        rows.append((row / total).tolist() if total else [None] * len(row))
+    return rows
+
+
+def most_confused(counts: np.ndarray, classes: Sequence[str], top: int = 5) -> list[dict[str, Any]]:
+    """The ``top`` largest off-diagonal cells of a confusion matrix counts[K, K] (rows true, columns predicted)."""
+    off = counts.copy()
+    np.fill_diagonal(off, 0)
+    order = np.argsort(-off, axis=None, kind="stable")[:top]
+    pairs = []
+    for flat in order:
+        t, p = divmod(int(flat), counts.shape[1])
+        if off[t, p] == 0:
+            break
+        pairs.append(
+            {
+                "true": classes[t],
+                "predicted": classes[p],
+                "count": int(off[t, p]),
+                "rate": float(off[t, p] / counts[t].sum()),
+            }
+        )
+    return pairs
+
+
+def example_losses(log_probs: Tensor, labels: Tensor) -> Tensor:
+    """Per-example cross-entropy Tensor[N] = −log p(true class) from log_probs Tensor[N, K], labels Tensor[N]."""
+    return -log_probs.float().gather(1, labels.long()[:, None])[:, 0]

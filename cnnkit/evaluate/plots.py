@@ -1,0 +1,95 @@
+"""PNG plots for people: training curves, the confusion matrix, a gallery of the worst mistakes.
+
+Built on matplotlib's object API with the Agg canvas (no pyplot, no global backend switch, no display).
+Every plot has a title, labelled axes and class names, never bare class indices.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from ..engine.checkpoint import atomic_write
+
+
+def save_png(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
+    """Render ``fig`` to PNG and write it atomically to ``path``."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
+
+
+def plot_curves(history: Sequence[dict[str, float]], path: str | Path, title: str = "") -> Path:
+    """Loss (left) and accuracy (right) per epoch, train vs validation, from ``history.csv`` rows."""
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    epochs = [r["epoch"] for r in history]
+    for ax, key in zip(fig.subplots(1, 2), ("loss", "accuracy")):
+        for split, style, name in (("train", "o-", "train"), ("val", "s-", "validation")):
+            ax.plot(epochs, [r.get(f"{split}_{key}", math.nan) for r in history], style, label=name)
+        ax.set(xlabel="epoch", ylabel=key, title=f"{key} per epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title or "training curves")
+    return save_png(fig, path)
+
+
+def plot_confusion(
+    counts: np.ndarray, classes: Sequence[str], path: str | Path, title: str = "confusion matrix"
+) -> Path:
+    """Heat map of the row-normalised confusion matrix counts[K, K] (rows true, columns predicted), counts
+    written in the cells when K ≤ 20. Rows of classes with no examples are blank."""
+    counts = np.asarray(counts)
+    k = len(classes)
+    totals = counts.sum(1, keepdims=True)
+    rates = np.divide(counts, totals, out=np.full(counts.shape, np.nan), where=totals > 0)
+    side = min(4 + 0.55 * k, 24)
+    fig = Figure(figsize=(side + 1.5, side), layout="constrained")
+    ax = fig.subplots()
+    im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, label="fraction of the true class")
+    slanted = max(len(c) for c in classes) > 3
+    ax.set_xticks(range(k), classes, rotation=45 if slanted else 0, ha="right" if slanted else "center")
+    ax.set_yticks(range(k), classes)
+    ax.set(xlabel="predicted class", ylabel="true class", title=title)
+    if k <= 20:
+        for t in range(k):
+            for p in range(k):
+                if counts[t, p]:
+                    white = rates[t, p] > 0.5
+                    ax.text(p, t, str(counts[t, p]), ha="center", va="center", color="white" if white else "black")
+    return save_png(fig, path)
+
+
+def plot_gallery(
+    images: Tensor,
+    true: Sequence[str],
+    predicted: Sequence[str],
+    p_pred: Sequence[float],
+    p_true: Sequence[float],
+    path: str | Path,
+    title: str = "top losses",
+) -> Path:
+    """A grid of images uint8 Tensor[M, C, H, W], each captioned with its predicted class and probability
+    and its true class and probability (red when wrong)."""
+    m = len(images)
+    cols = min(m, 8) or 1
+    rows = max(1, -(-m // cols))
+    fig = Figure(figsize=(1.9 * cols, 2.3 * rows + 0.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, img, t, p, pp, pt in zip(axes, images, true, predicted, p_pred, p_true):
+        a = img.permute(1, 2, 0).numpy()
+        ax.imshow(a[..., 0] if a.shape[2] == 1 else a, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        ax.set_title(f"pred {p} {pp:.0%}\ntrue {t} {pt:.0%}", fontsize=8, color="black" if t == p else "firebrick")
+    fig.suptitle(title)
+    return save_png(fig, path)

@@ -1,0 +1,113 @@
+"""``cnnkit evaluate`` on trained runs: output, saved predictions, ensembles of seeded runs, TTA, folder paths."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnkit.config import DataConfig
+from cnnkit.data import load_data
+from cnnkit.evaluate import evaluate, score
+
+
+def _read_csv(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    with open(path, newline="") as f:
+        header, *rows = list(csv.reader(f))
+    probs = np.array([[float(v) for v in r[5:]] for r in rows])
+    return header, np.array([r[0] for r in rows]), np.array([int(r[1]) for r in rows]), probs
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".npz"])
+def test_saved_predictions_reproduce_the_reported_metrics(cli, digits_run, tmp_path, suffix):
+    preds, report = tmp_path / f"p{suffix}", tmp_path / "m.json"
+    code, out, _ = cli(
+        "evaluate", digits_run, "--json", report, "--predictions", preds, "--gallery", tmp_path / "g.png"
+    )
+    assert code == 0 and "top-1 accuracy" in out and "macro average" in out and "most confused" in out
+    m = json.loads(report.read_text())
+    if suffix == ".csv":
+        header, ids, true, probs = _read_csv(preds)
+        classes = [h[2:-1] for h in header[5:]]
+    else:
+        z = np.load(preds)
+        ids, true, probs, classes = z["index"], z["true"], z["probs"], list(z["classes"])
+    assert classes == [str(d) for d in range(10)] and len(true) == m["n"] == 359
+    assert ids.astype(int).tolist() == list(range(359))
+    assert probs.sum(1) == pytest.approx(1.0)
+    assert (probs.argmax(1) == true).mean() == pytest.approx(m["top1_accuracy"])
+    assert -np.log(probs[np.arange(len(true)), true]).mean() == pytest.approx(m["loss"], rel=1e-5)
+    again = score(torch.from_numpy(np.log(probs)), torch.from_numpy(true), classes)
+    assert again["confusion"] == m["confusion"]
+    assert all(again["per_class"][c] == pytest.approx(m["per_class"][c]) for c in classes)
+    assert again["macro"] == pytest.approx(m["macro"]) and again["weighted"] == pytest.approx(m["weighted"])
+    assert Image.open(tmp_path / "g.png").format == "PNG"
+
+
+def test_ensemble_of_two_differently_seeded_runs(cli, seeded_runs, tmp_path):
+    r1, r2 = seeded_runs  # seeds 1 and 2
+    code, out, _ = cli("evaluate", r1, r2, "--ensemble", "--json", tmp_path / "e.json")
+    assert code == 0 and "ensemble of 2 (prob average)" in out and "left out" in out
+    m = json.loads((tmp_path / "e.json").read_text())
+    assert [e["run"] for e in m["members"]] == [str(r1), str(r2)]
+    assert m["excluded"] > 0 and m["n"] + m["excluded"] == 359
+    assert all(e["n"] == m["n"] for e in m["members"]) and m["ensemble"]["n"] == m["n"]
+    # The images kept are exactly the first run's test images that neither run trained on.
+    digits = DataConfig(name="digits")
+    test = load_data(digits, seed=1).test.images
+    trained = {im.numpy().tobytes() for s in (1, 2) for im in load_data(digits, seed=s).train.images}
+    unseen = [i for i, im in enumerate(test) if im.numpy().tobytes() not in trained]
+    ev = evaluate([r1, r2], ensemble=True)
+    assert ev.eval_set.ids == unseen
+    # The ensemble is the mean of the members' probabilities, and its metrics are those of that mean.
+    mean = (ev.members[0]["plain"].exp() + ev.members[1]["plain"].exp()) / 2
+    assert ev.ensemble["plain"].exp() == pytest.approx(mean, rel=1e-5)
+    assert score(mean.log(), ev.eval_set.labels, ev.eval_set.classes)["top1_accuracy"] == m["ensemble"]["top1_accuracy"]
+    logit = evaluate([r1, r2], ensemble=True, mode="logit").ensemble["plain"]
+    mean_log = (ev.members[0]["plain"] + ev.members[1]["plain"]) / 2
+    assert logit.exp() == pytest.approx(mean_log.softmax(1), rel=1e-5)
+
+
+def test_ensemble_of_a_run_with_itself_is_the_run(digits_run):
+    m = evaluate([digits_run, digits_run], ensemble=True).metrics()
+    assert m["excluded"] == 0 and m["n"] == 359
+    assert m["ensemble"]["top1_accuracy"] == m["members"][0]["top1_accuracy"]
+    assert m["ensemble"]["loss"] == pytest.approx(m["members"][0]["loss"], rel=1e-5)
+
+
+def test_several_runs_without_ensemble_are_evaluated_one_by_one(cli, seeded_runs, tmp_path):
+    code, out, _ = cli("evaluate", *seeded_runs, "--json", tmp_path / "m.json")
+    assert code == 0 and out.count("test split of digits: 359 images") == 2
+    assert [m["run"] for m in json.loads((tmp_path / "m.json").read_text())] == [str(r) for r in seeded_runs]
+    assert all((r / "eval_test.json").exists() for r in seeded_runs)
+    code, _, err = cli("evaluate", *seeded_runs, "--predictions", tmp_path / "p.csv")
+    assert code == 2 and "--ensemble" in err and len(err.strip().splitlines()) == 1
+
+
+def test_tta_is_refused_for_digits(cli, digits_run):
+    code, _, err = cli("evaluate", digits_run, "--tta")
+    assert code == 2 and "mirrored" in err and len(err.strip().splitlines()) == 1
+
+
+def test_folder_run_predictions_name_files_and_tta_is_reported(cli, folder_run, tmp_path):
+    code, out, _ = cli(
+        "evaluate", folder_run, "--tta", "--predictions", tmp_path / "p.csv", "--json", tmp_path / "m.json"
+    )
+    assert code == 0 and "+ flip TTA" in out
+    header, paths, true, probs = _read_csv(tmp_path / "p.csv")
+    assert header[0] == "path" and header[5:] == ["p[cat]", "p[dog]"]
+    assert len(set(paths)) == len(paths) > 0
+    assert [["cat", "dog"][t] for t in true] == [Path(p).parent.name for p in paths]  # each path's own class
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["top5_k"] == 2 and "tta" in m  # the saved predictions are the TTA ones
+    assert (probs.argmax(1) == true).mean() == pytest.approx(m["tta"]["top1_accuracy"])
+
+
+def test_runs_with_different_classes_cannot_be_combined(cli, digits_run, folder_run):
+    code, _, err = cli("evaluate", digits_run, folder_run, "--ensemble")
+    assert code == 2 and "classes" in err
