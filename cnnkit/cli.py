@@ -22,6 +22,7 @@ STAGE_COMMANDS: tuple[str, ...] = (
     "cnnkit.evaluate.cli",
     "cnnkit.predict",
     "cnnkit.conv.cli",
+    "cnnkit.explain.cli",
 )
 
 

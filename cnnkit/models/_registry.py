@@ -63,7 +63,14 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def model_info(name: str) -> ModelInfo:
-    """The registry entry for ``name``; a did-you-mean error for unknown names."""
+    """The registry entry for ``name``; a did-you-mean error for unknown names.
+
+    A name ending in ``.yaml``/``.yml`` is a layer-list file, built by ``cnnkit.explain.spec``.
+    """
+    if name.endswith((".yaml", ".yml")):
+        from ..explain.spec import spec_info  # lazy: the spec builder imports this module
+
+        return spec_info(name)
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, _REGISTRY, n=3)
         hint = f"did you mean {', '.join(close)}?" if close else "run `cnnkit models` to list them."

@@ -1,0 +1,133 @@
+"""``cnnkit explain`` (per-layer table, preflight, SVG diagram) and ``cnnkit visualize`` (what a run looks at).
+
+``cnnkit explain MODEL|SPEC.yaml|RUN [--input 3x224x224] [--json] [--svg FILE] [--strict]`` takes a registered
+name, a layer-list YAML file or a run directory (explained at its own input size). The model is built on the
+meta device, so even VGG-16 is explained in milliseconds without allocating its weights.
+
+``cnnkit visualize RUN IMAGE --out DIR [--layers a,b,c]`` writes ``filters.png``, ``feature_maps.png``,
+``gradcam.png``, ``occlusion.png`` and ``kernels_vs_filters.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..engine.checkpoint import read_json
+from ..errors import CnnkitError
+from ..models import create_model, model_info
+from .preflight import parse_input, preflight
+from .summary import format_table, summarize
+from .svg import write_svg
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explain", help="per-layer shapes, parameters, MACs, memory and receptive fields")
+    p.add_argument("target", help="registered model name, layer-list SPEC.yaml, or run directory")
+    p.add_argument("--input", help="input size C×H×W, e.g. 3x224x224 (default: the model's or the run's)")
+    p.add_argument("--num-classes", type=int, help="classifier width (default: the model's or the run's)")
+    p.add_argument("--strict", action="store_true", help="also refuse conv/pool sizes that PyTorch would floor")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--svg", metavar="FILE", help="also write an architecture diagram as SVG")
+    p.set_defaults(func=run_explain)
+    v = sub.add_parser("visualize", help="filters, feature maps, Grad-CAM and occlusion for a trained run")
+    v.add_argument("run", help="run directory written by `cnnkit train`")
+    v.add_argument("image", help="image file to explain")
+    v.add_argument("--out", required=True, help="folder for the PNG files")
+    v.add_argument("--layers", help="comma-separated layer names for feature maps (default: low, mid, high)")
+    v.add_argument("--target", help="class name or index to explain (default: the predicted class)")
+    v.add_argument("--patch", type=int, help="occluder side in pixels (default: 1/7 of the image side)")
+    v.set_defaults(func=run_visualize)
+
+
+def load_target(
+    target: str, input_text: str | None = None, num_classes: int | None = None
+) -> tuple[nn.Module, tuple[int, int, int], str]:
+    """(model on the meta device, input C×H×W, label) for a registered name, a SPEC.yaml or a run directory."""
+    path = Path(target)
+    shape = parse_input(input_text) if input_text else None
+    if path.is_dir():
+        card = read_json(path / "model.json")
+        inp = card["input"]
+        shape = shape or (inp["channels"], inp["height"], inp["width"])
+        kwargs = card.get("model_kwargs", {})
+        name, label = card["model"], f"{card['model']} (run {path.name})"
+        num_classes = num_classes or card["num_classes"]
+    else:
+        info = model_info(target)
+        shape = shape or info.default_input
+        name, label, kwargs = target, target, {}
+    with torch.device("meta"):
+        model = create_model(name, num_classes=num_classes, in_chans=shape[0], **kwargs)
+    return model, shape, label
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    model, shape, label = load_target(args.target, args.input, args.num_classes)
+    preflight(model, shape, strict=args.strict)
+    summary = summarize(model, shape, name=label)
+    if args.svg:
+        write_svg(summary, args.svg)
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2))
+        return 0
+    print(format_table(summary))
+    if args.svg:
+        print(f"wrote {args.svg}")
+    return 0
+
+
+def run_visualize(args: argparse.Namespace) -> int:
+    from ..predict import Predictor
+    from . import visualize as vis
+
+    pred = Predictor.from_run(args.run, device="cpu")
+    model, classes = pred.model.eval(), pred.classes
+    x = pred.normalize(pred.to_tensor(args.image)[None].to(pred.device)).float()  # [1, C, H, W]
+    with torch.no_grad():
+        probs = torch.softmax(model(x).float(), 1)[0]
+    target = _class_index(args.target, classes) if args.target else int(probs.argmax())
+    head = f"{Path(args.image).name}: predicted {classes[int(probs.argmax())]!r} ({float(probs.max()):.0%}) — "
+    out = Path(args.out)
+    layers = [s.strip() for s in args.layers.split(",")] if args.layers else vis.default_layers(model, x)
+    written = [
+        vis.plot_filters(model, out / "filters.png", title=head),
+        vis.plot_feature_maps(vis.capture(model, x, layers), x, out / "feature_maps.png", title=head),
+        _gradcam(model, x, target, classes, out / "gradcam.png", head),
+        _occlusion(model, x, target, classes, out / "occlusion.png", head, args.patch),
+        vis.plot_kernels_vs_filters(model, x, out / "kernels_vs_filters.png", title=head),
+    ]
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _class_index(value: str, classes: list[str]) -> int:
+    if value in classes:
+        return classes.index(value)
+    if value.isdigit() and int(value) < len(classes):
+        return int(value)
+    raise CnnkitError(f"expected a class name or index of this run ({', '.join(classes[:10])}…), found {value!r}")
+
+
+def _gradcam(model: nn.Module, x: torch.Tensor, target: int, classes: list[str], path: Path, head: str) -> Path:
+    from .visualize import default_layers, grad_cam, plot_heatmap
+
+    layer = default_layers(model, x)[-1]
+    cam, _ = grad_cam(model, x, target, layer)
+    return plot_heatmap(x, cam, path, f"{head}Grad-CAM for {classes[target]!r} at {layer}", "Grad-CAM")
+
+
+def _occlusion(
+    model: nn.Module, x: torch.Tensor, target: int, classes: list[str], path: Path, head: str, patch: int | None
+) -> Path:
+    from .visualize import occlusion, plot_heatmap
+
+    patch = patch or max(2, min(x.shape[-2:]) // 7)
+    probs, base = occlusion(model, x, target, patch, max(1, patch // 2))
+    title = f"{head}occlusion: P({classes[target]!r}) with a {patch}×{patch} mean patch (unoccluded {base:.2f})"
+    return plot_heatmap(x, probs, path, title, f"P({classes[target]!r}); low = important", cmap="viridis")
