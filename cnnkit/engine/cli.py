@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..config import build_config
 
@@ -57,5 +58,6 @@ def run_train(args: argparse.Namespace) -> int:
             train__out=args.out,
         )
         run_dir = train(cfg, progress=progress)
-    print(f"run directory: {run_dir}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports
+        print(f"run directory: {run_dir}")
     return 0

@@ -11,7 +11,7 @@ from ..config import OptimConfig
 from ..errors import CnnkitError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "cosine", "onecycle")
+SCHEDULES = ("constant", "step", "cosine", "onecycle")
 
 
 def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -34,10 +34,11 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
     raise CnnkitError(f"expected optim.name one of {', '.join(OPTIMIZERS)}, found {cfg.name!r}")
 
 
-def lr_factor(schedule: str, step: int, total: int, warmup: int) -> float:
+def lr_factor(schedule: str, step: int, total: int, warmup: int, step_size: int = 0, gamma: float = 0.1) -> float:
     """Multiplier of the base learning rate at optimizer ``step`` of ``total`` (linear warm-up first).
 
-    ``onecycle`` warms up over 25 % of the steps unless ``warmup`` is given, then anneals with a cosine to 0.
+    ``step`` multiplies by ``gamma`` every ``step_size`` steps; ``cosine`` anneals to 0; ``onecycle`` warms up
+    over 25 % of the steps unless ``warmup`` is given, then anneals with a cosine to 0.
     """
     if schedule not in SCHEDULES:
         raise CnnkitError(f"expected optim.schedule one of {', '.join(SCHEDULES)}, found {schedule!r}")
@@ -47,6 +48,8 @@ def lr_factor(schedule: str, step: int, total: int, warmup: int) -> float:
         return (step + 1) / warmup
     if schedule == "constant":
         return 1.0
+    if schedule == "step":
+        return gamma ** ((step - warmup) // max(1, step_size))
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
@@ -55,5 +58,6 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoc
     """A per-step ``LambdaLR`` following :func:`lr_factor`."""
     total = steps_per_epoch * epochs
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    size = cfg.step_epochs * steps_per_epoch
     lr_factor(cfg.schedule, 0, total, warmup)  # validates the name before training starts
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg.schedule, s, total, warmup))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg.schedule, s, total, warmup, size, cfg.gamma))

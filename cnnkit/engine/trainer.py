@@ -1,7 +1,7 @@
 """The training loop: data -> model -> epochs of mini-batch SGD -> a run directory that predicts on its own.
 
-A run directory holds ``model.safetensors`` (the best weights on the validation split), ``last.safetensors``
-and ``train_state.pt`` (where training stands, for an exact ``--resume``), ``model.json`` (everything needed
+A run directory holds ``model.safetensors`` (the best weights on the validation split), ``train_state.pt``
+(the last weights and where training stands, in one atomic file, for an exact ``--resume``), ``model.json`` (everything needed
 to rebuild and predict), ``config.yaml``, ``history.csv``, ``metrics.json`` and ``curves.png``. The test split
 is never looked at here: model selection and early stopping use the validation split only.
 """
@@ -31,7 +31,7 @@ from ..errors import CnnkitError
 from ..evaluate.metrics import classification_metrics, collect_logits
 from ..models import create_model, model_info
 from . import distributed
-from .checkpoint import load_state, load_weights, save_state, save_weights, write_json, write_text
+from .checkpoint import load_state, save_state, save_weights, state_dict_for_saving, write_json, write_text
 from .history import history_csv
 from .init import init_weights
 from .loss import Objective, class_weights
@@ -277,12 +277,9 @@ class Trainer:
         )
 
     def save_last(self) -> None:
-        """``last.safetensors`` then ``train_state.pt``, tagged with the same position (checked on resume)."""
-        if not self.dist.is_main:
-            return
-        tag = f"{self.epoch}:{self.step_in_epoch}"
-        save_weights(self.model, self.run_dir / "last.safetensors", {"epoch": str(self.epoch), "position": tag})
-        save_state(self.state(), self.run_dir / "train_state.pt")
+        """``train_state.pt``: last weights, optimizer, schedule, RNGs and position, in one atomic file."""
+        if self.dist.is_main:
+            save_state(self.state(), self.run_dir / "train_state.pt")
 
     def write_plots(self) -> None:
         from .plots import plot_curves
@@ -310,7 +307,7 @@ class Trainer:
     # ---- state ----------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {
-            "position": f"{self.epoch}:{self.step_in_epoch}",
+            "model": state_dict_for_saving(self.model),
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
             "partial": dict(self.partial),
@@ -325,14 +322,9 @@ class Trainer:
         }
 
     def restore(self) -> None:
-        """Continue from ``last.safetensors`` + ``train_state.pt``: weights, optimizer, schedule, RNGs, position."""
+        """Continue from ``train_state.pt``: weights, optimizer, schedule, scaler, RNGs and position."""
         state = load_state(self.run_dir / "train_state.pt")
-        meta = load_weights(self.model, self.run_dir / "last.safetensors")
-        if meta.get("position") != state["position"]:
-            raise CnnkitError(
-                f"expected last.safetensors and train_state.pt from the same step in {str(self.run_dir)!r}, found"
-                f" {meta.get('position')} and {state['position']}; the run was interrupted mid-save"
-            )
+        self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
