@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.checkpoint import write_text
+from ..engine.plots import plot_curves
 from .analysis import write_gallery
 from .ensemble import evaluate
-from .plots import plot_confusion, plot_curves
+from .plots import plot_confusion
 from .tables import Table, confused_table, fmt, per_class_table
 
 FILES = "report_files"
