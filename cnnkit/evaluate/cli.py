@@ -89,7 +89,9 @@ def format_metrics(m: dict[str, Any]) -> str:
     head = head.get("tta", head)
     lines = [f"{m['split']} split of {m['data']}: {m['n']} images, {len(head['per_class'])} classes"]
     if m["excluded"]:
-        lines.append(f"  ({m['excluded']} images left out: a run trained on them)")
+        lines.append(
+            f"  ({m['excluded']} of {m['n'] + m['excluded']} images left out: one of the runs trained on them)"
+        )
     lines += [text_table(summary_table(m)), f"  (top-5 is top-{head['top5_k']})" if head["top5_k"] != 5 else ""]
     lines += ["per class:", text_table(per_class_table(head))]
     if head["most_confused"]:

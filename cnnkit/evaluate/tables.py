@@ -63,12 +63,15 @@ def confused_table(m: dict[str, Any]) -> Table:
 
 
 def text_table(table: Table, indent: str = "  ") -> str:
-    """Align columns for a terminal: the first left-aligned, the rest right-aligned."""
+    """Align columns for a terminal: the first and text columns left-aligned, numbers right-aligned."""
     headers, rows = table
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    numeric = [i > 0 and all(c[:1].isdigit() or c in ("", "n/a") for c in col) for i, col in enumerate(zip(*rows))]
 
     def line(cells: Sequence[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        return indent + "  ".join([first, *(c.rjust(w) for c, w in zip(cells[1:], widths[1:]))]).rstrip()
+        padded = [
+            c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric or [False] * len(cells))
+        ]
+        return (indent + "  ".join(padded)).rstrip()
 
     return "\n".join([line(headers), *(line(r) for r in rows)])
