@@ -23,7 +23,7 @@ def show_map(ax, image: Tensor, title: str, preserves_brightness: bool = False) 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
     """Write ``fig`` as a PNG atomically (temp file + rename)."""
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight"))
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
 
 
 def side_by_side(maps: Sequence[Tensor], titles: Sequence[str], path: str | Path, suptitle: str = "") -> Path:

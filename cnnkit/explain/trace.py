@@ -147,6 +147,7 @@ class Tracer(TorchFunctionMode):
         self.stack: list[tuple[str, nn.Module]] = []
         self.calls: list[Call] = []
         self.open: list[Call] = []
+        self.pending: Call | None = None  # functional pseudo-call of the op being run
         self.handles: list[Any] = []
         self.names = {m: n for n, m in model.named_modules()}
 
@@ -189,10 +190,11 @@ class Tracer(TorchFunctionMode):
             return None
         if self.open and self.stack and self.open[-1].module is self.stack[-1][1]:
             return self.open[-1]
-        name, module = self.stack[-1] if self.stack else (type(self.model).__name__, self.model)
-        call = Call(f"{name} (functional)", module)
-        self.calls.append(call)
-        return call
+        if self.pending is None:
+            name, module = self.stack[-1] if self.stack else (type(self.model).__name__, self.model)
+            self.pending = Call(f"{name} (functional)", module)
+            self.calls.append(self.pending)
+        return self.pending
 
     # ---- the mode: every functional call -----------------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -207,6 +209,8 @@ class Tracer(TorchFunctionMode):
             self._check_linear(args)
         out = func(*args, **kwargs)
         new = self._field_after(name, win, args, kwargs, out)
+        if self.pending is not None:  # a conv/pool/linear called outside any leaf module: its own row
+            self.pending.output, self.pending = out, None
         if new is not None:
             for t in _tensors(out):
                 t._cnnkit_field = new

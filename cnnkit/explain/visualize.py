@@ -12,13 +12,14 @@ functions write a titled PNG with matplotlib's object API (Agg canvas, no global
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import Tensor, nn
+from torchvision.utils import make_grid
 
 from ..conv.figure import save_figure
 from ..conv.kernels import KERNELS
@@ -42,7 +43,7 @@ def map_layers(model: nn.Module, x: Tensor) -> list[tuple[str, tuple[int, ...]]]
     found: list[tuple[str, tuple[int, ...]]] = []
     handles = []
 
-    def record(name: str):
+    def record(name: str) -> Callable[..., None]:
         def hook(m: nn.Module, a: tuple, out: Tensor) -> None:
             if _is_map(out):
                 found.append((name, tuple(out.shape[1:])))
@@ -58,8 +59,8 @@ def map_layers(model: nn.Module, x: Tensor) -> list[tuple[str, tuple[int, ...]]]
     finally:
         for h in handles:
             h.remove()
-    seen: set[str] = set()
-    return [(n, s) for n, s in found if not (n in seen or seen.add(n))]
+    last = {n: i for i, (n, _) in enumerate(found)}  # a module called twice counts where it last ran
+    return [(n, s) for i, (n, s) in enumerate(found) if last[n] == i]
 
 
 def _is_map(out: object) -> bool:
@@ -76,7 +77,7 @@ def default_layers(model: nn.Module, x: Tensor) -> list[str]:
 
 
 def capture(model: nn.Module, x: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
-    """Outputs of the named modules for ``x`` (each Tensor[C, h, w], first call of each)."""
+    """Outputs of the named modules for ``x`` (each Tensor[C, h, w], from the module's last call)."""
     modules = dict(model.named_modules())
     unknown = [n for n in layers if n not in modules]
     if unknown:
@@ -86,9 +87,9 @@ def capture(model: nn.Module, x: Tensor, layers: Sequence[str]) -> dict[str, Ten
         )
     maps: dict[str, Tensor] = {}
 
-    def keep(name: str):
+    def keep(name: str) -> Callable[..., None]:
         def hook(m: nn.Module, a: tuple, out: Tensor) -> None:  # returns None: the output is not replaced
-            maps.setdefault(name, out[0].detach().clone())
+            maps[name] = out[0].detach().clone()  # the last call, for modules called more than once
 
         return hook
 
@@ -117,11 +118,13 @@ def grad_cam(model: nn.Module, x: Tensor, target: int | None = None, layer: str 
     """
     layer = layer or default_layers(model, x)[-1]
     module = dict(model.named_modules())[layer]
-    saved: dict[str, Tensor] = {}
+    acts: list[Tensor] = []
+    grads: dict[int, Tensor] = {}
 
-    def keep(m: nn.Module, a: tuple, out: Tensor) -> None:
-        saved["A"] = out
-        out.register_hook(lambda g: saved.__setitem__("dA", g))
+    def keep(m: nn.Module, a: tuple, out: Tensor) -> None:  # a module called twice (shared ReLU): keep each call
+        i = len(acts)
+        acts.append(out)
+        out.register_hook(lambda g: grads.__setitem__(i, g))
 
     handle = module.register_forward_hook(keep)
     try:
@@ -132,8 +135,9 @@ def grad_cam(model: nn.Module, x: Tensor, target: int | None = None, layer: str 
     finally:
         handle.remove()
         model.zero_grad(set_to_none=True)
-    weights = saved["dA"].mean(dim=(2, 3), keepdim=True)  # [1, K, 1, 1]: α_k
-    cam = F.relu((weights * saved["A"].detach()).sum(1, keepdim=True))  # [1, 1, h, w]
+    last = len(acts) - 1  # the module's last call is the map the rest of the network reads
+    weights = grads[last].mean(dim=(2, 3), keepdim=True)  # [1, K, 1, 1]: α_k
+    cam = F.relu((weights * acts[last].detach()).sum(1, keepdim=True))  # [1, 1, h, w]
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
     return cam / cam.max() if cam.max() > 0 else cam, target
 
@@ -196,20 +200,25 @@ def _axes(fig: Figure, n: int, cols: int) -> list:
     return axes
 
 
+def mosaic(tiles: Tensor, cols: int, pad: float = 1.0) -> Tensor:
+    """Tensor[N, C, h, w] (C = 1 or 3) -> one Tensor[H, W, 3] grid, each tile min–max scaled on its own."""
+    grid = make_grid(tiles.float().cpu(), nrow=cols, padding=1, normalize=True, scale_each=True, pad_value=pad)
+    return grid.permute(1, 2, 0)
+
+
 def plot_filters(model: nn.Module, path: str | Path, title: str = "") -> Path:
     """The first conv layer's filters as an image grid (RGB for 3 input channels, else the channel mean)."""
     name, conv = first_conv(model)
-    w = conv.weight.detach().float().cpu()  # [out, in, kh, kw]
-    w = w.permute(0, 2, 3, 1) if w.shape[1] == 3 else w.mean(1)  # [out, kh, kw, 3] | [out, kh, kw]
-    lo, hi = w.amin(dim=tuple(range(1, w.ndim)), keepdim=True), w.amax(dim=tuple(range(1, w.ndim)), keepdim=True)
-    w = (w - lo) / (hi - lo + 1e-12)
+    w = conv.weight.detach()  # [out, in, kh, kw]
+    w = w if w.shape[1] == 3 else w.mean(1, keepdim=True)  # [out, 3 | 1, kh, kw]
     cols = min(16, math.ceil(math.sqrt(len(w))))
-    fig = Figure(figsize=(cols * 0.9 + 0.5, math.ceil(len(w) / cols) * 0.9 + 0.8))
-    for i, ax in enumerate(_axes(fig, len(w), cols)[: len(w)]):
-        ax.imshow(w[i].numpy(), cmap=None if w.ndim == 4 else "gray", interpolation="nearest")
+    rows = math.ceil(len(w) / cols)
+    fig = Figure(figsize=(max(4.0, cols * 0.6), rows * 0.6 + 0.9))
+    ax = _axes(fig, 1, 1)[0]
+    ax.imshow(mosaic(w, cols).numpy(), interpolation="nearest")
     k = "×".join(map(str, conv.kernel_size))
-    fig.suptitle(
-        f"{title}first-layer filters: {name}, {conv.out_channels} filters of {k}×{conv.in_channels}", fontsize=9
+    ax.set_title(
+        f"{title}\nfirst-layer filters: {name}, {conv.out_channels} filters of {k}×{conv.in_channels}", fontsize=9
     )
     return save_figure(fig, path)
 
@@ -217,19 +226,19 @@ def plot_filters(model: nn.Module, path: str | Path, title: str = "") -> Path:
 def plot_feature_maps(
     maps: dict[str, Tensor], x: Tensor, path: str | Path, title: str = "", per_layer: int = 8
 ) -> Path:
-    """For each layer, its ``per_layer`` most active channels (by mean activation), next to the input."""
-    fig = Figure(figsize=(1.3 * (per_layer + 1), 1.5 * len(maps) + 0.6))
-    axes = _axes(fig, len(maps) * (per_layer + 1), per_layer + 1)
+    """For each layer, its ``per_layer`` most active channels (by mean activation) as one strip, next to the input."""
+    fig = Figure(figsize=(1.2 * (per_layer + 1), 1.5 * len(maps) + 0.6))
+    axes = fig.subplots(len(maps), 2, squeeze=False, gridspec_kw={"width_ratios": [1, per_layer]}).ravel()
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
     for r, (name, fmap) in enumerate(maps.items()):
         top = fmap.float().mean((1, 2)).argsort(descending=True)[:per_layer].tolist()
-        row = axes[r * (per_layer + 1) : (r + 1) * (per_layer + 1)]
-        row[0].imshow(_image(x).numpy(), cmap="gray")
-        row[0].set_title(f"{name}\n{fmap.shape[1]}×{fmap.shape[2]}×{fmap.shape[0]}", fontsize=7)
-        for ax, c in zip(row[1:], top):
-            ax.imshow(fmap[c].cpu().numpy(), cmap="viridis", interpolation="nearest")
-            ax.set_title(f"ch {c}", fontsize=7)
-        for ax in row[1 + len(top) :]:
-            ax.set_axis_off()
+        axes[2 * r].imshow(_image(x).cpu().numpy(), cmap="gray")
+        axes[2 * r].set_title("input" if r == 0 else "", fontsize=7)
+        axes[2 * r + 1].imshow(mosaic(fmap[top][:, None], per_layer, float("nan"))[..., 0].numpy(), cmap="viridis")
+        h, w, c = fmap.shape[1], fmap.shape[2], fmap.shape[0]
+        axes[2 * r + 1].set_title(f"{name}: {h}×{w}×{c}, channels {', '.join(map(str, top))}", fontsize=7)
     fig.suptitle(f"{title}feature maps, low to high level (most active channels)", fontsize=9)
     return save_figure(fig, path)
 
