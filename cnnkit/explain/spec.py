@@ -162,10 +162,23 @@ def _layers(items: list, path: Path) -> list[dict[str, Any]]:
             missing.append("kernel")
         if missing:
             raise CnnkitError(f"expected {', '.join(missing)} in {where} ({kind}), found {item!r}; add it")
+        _check_values(item, where)
         counts[kind] = counts.get(kind, 0) + 1
         layers.append({**OPTIONS[kind], **item, "name": str(item.get("name", f"{kind}{counts[kind]}"))})
     _check_order(layers, path)
     return layers
+
+
+def _check_values(item: dict[str, Any], where: str) -> None:
+    """Sizes are positive integers (padding may be 0), pooling is max or avg, dropout p is in [0, 1)."""
+    for key in ("out", "kernel", "stride", "padding", "dilation", "groups", "size"):
+        v, low = item.get(key), 0 if key == "padding" else 1
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < low):
+            raise CnnkitError(f"expected {key} to be an integer ≥ {low} in {where}, found {v!r}")
+    if item.get("mode", "max") not in ("max", "avg"):
+        raise CnnkitError(f"expected pool mode max or avg in {where}, found {item['mode']!r}")
+    if not 0 <= float(item.get("p", 0)) < 1:
+        raise CnnkitError(f"expected dropout p in [0, 1) in {where}, found {item['p']!r}")
 
 
 def _check_order(layers: list[dict[str, Any]], path: Path) -> None:

@@ -33,6 +33,7 @@ from ..conv.ops import formula
 from ..errors import CnnkitError
 
 CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+LINEAR_ARGS = ("input", "weight", "bias")
 MAXPOOL_ARGS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
 AVGPOOL_ARGS = ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
 MAXPOOL_NAMES = {"max_pool2d", "_max_pool2d", "max_pool2d_with_indices"}
@@ -206,7 +207,7 @@ class Tracer(TorchFunctionMode):
                 self._check_channels(args, kwargs)
             self._note(window_check(self, *win))
         elif name == "linear":
-            self._check_linear(args)
+            self._check_linear(_bind(LINEAR_ARGS, args, kwargs))
         out = func(*args, **kwargs)
         new = self._field_after(name, win, args, kwargs, out)
         if self.pending is not None:  # a conv/pool/linear called outside any leaf module: its own row
@@ -225,20 +226,21 @@ class Tracer(TorchFunctionMode):
         """Count MACs and compute the output's field."""
         res = _tensors(out)[0] if _tensors(out) else None
         if win is not None:
-            if name == "conv2d":
-                self._add_macs(res.numel() // res.shape[0] * args[1][0].numel() if len(args) > 1 else 0, out)
+            if name == "conv2d":  # C_out·H'·W' outputs, each k_h·k_w·C_in/groups multiply-adds
+                self._add_macs(res.numel() // res.shape[0] * _bind(CONV_ARGS, args, kwargs)["weight"][0].numel())
             f = field_of(win[0])
             return None if f is None else f.window(*win[1:5], hw=tuple(res.shape[-2:]))
         if name in ADAPTIVE_NAMES:
             return _adaptive_field(args[0], res)
         if name == "linear":
-            x, w = args[0], args[1]
-            self._add_macs(x.numel() // max(1, x.shape[0]) * w.shape[0] if x.ndim > 1 else w.numel(), out)
+            a = _bind(LINEAR_ARGS, args, kwargs)
+            x, w = a["input"], a["weight"]
+            self._add_macs(x.numel() // max(1, x.shape[0]) * w.shape[0] if x.ndim > 1 else w.numel())
             f = field_of(x)
             return None if f is None else f.whole() if x.ndim == 2 else f
         return self._passthrough(name, args, kwargs, out)
 
-    def _add_macs(self, macs: int, out: Any) -> None:
+    def _add_macs(self, macs: int) -> None:
         call = self._current()
         if call is not None:
             call.macs += int(macs)
@@ -265,9 +267,9 @@ class Tracer(TorchFunctionMode):
             found = "×".join(map(str, x.shape[1:]))
             raise ShapeError(f"layer {self.layer} expects {want} input channels, found {found}", spatial=False)
 
-    def _check_linear(self, args: tuple) -> None:
+    def _check_linear(self, a: dict[str, Any]) -> None:
         """Before ``F.linear(x, weight)``: refuse an input width the weight does not take."""
-        x, w = args[0], args[1]
+        x, w = a["input"], a["weight"]
         if x.shape[-1] != w.shape[1]:
             raise ShapeError(linear_message(self.layer, x, int(w.shape[1])))
 
@@ -374,7 +376,10 @@ def _forward(model: nn.Module, shape: tuple[int, ...], tracer: Tracer) -> None:
     stand_ins = {n: torch.empty_like(t, device="meta") for n, t in [*model.named_parameters(), *model.named_buffers()]}
     try:
         with tracer:
-            model(x) if on_meta else functional_call(model, stand_ins, (x,))
+            if on_meta:
+                model(x)
+            else:
+                functional_call(model, stand_ins, (x,))
     except (CnnkitError, KeyboardInterrupt):
         raise
     except (RuntimeError, NotImplementedError, TypeError, ValueError, IndexError) as e:
@@ -390,6 +395,7 @@ def _forward_real(model: nn.Module, shape: tuple[int, ...], tracer: Tracer) -> N
     tracer.stack.clear()
     tracer.open.clear()
     tracer.calls.clear()
+    tracer.pending = None
     try:
         with tracer:
             model(x)

@@ -86,6 +86,8 @@ def test_summary_of_alexnet_spec_equals_registered_alexnet():
         ("[{type: conv, out: 4, kernel: 3}, {type: flatten}, {type: fc}, {type: relu}]", "to be fc"),
         ("[{type: flatten}, {type: fc}, {type: fc}]", "expected 'out' on every fc but the last"),
         ("[{type: conv, out: 4, kernel: 9}, {type: flatten}, {type: fc}]", r"\(8 \+ 2·0 − 9\)/1 \+ 1 = 0"),
+        ("[{type: conv, out: 4, kernel: '3'}, {type: flatten}, {type: fc}]", "kernel to be an integer ≥ 1"),
+        ("[{type: pool, kernel: 2, mode: mean}, {type: flatten}, {type: fc}]", "pool mode max or avg"),
     ],
 )
 def test_spec_errors_say_what_to_fix(tmp_path, layers, message):
