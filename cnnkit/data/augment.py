@@ -9,6 +9,7 @@ image of a batch (each with its own random draw, from torch's global RNG, which 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 import torchvision.transforms.v2 as v2
 from torch import Tensor, nn
 
@@ -32,8 +33,8 @@ def preset(name: str, size: tuple[int, int], dataset: str = "") -> nn.Module | N
         return None
     if name == "digits":  # small shifts and rotations, never flips
         return v2.RandomAffine(degrees=10, translate=(0.1, 0.1))
-    if name == "clothes":
-        return v2.Compose([v2.RandomCrop(size, padding=pad), v2.RandomHorizontalFlip()])
+    if name == "clothes":  # v2.RandomCrop(size, padding=pad) + v2.RandomHorizontalFlip, done batch-wise
+        return BatchCropFlip(pad)
     if name == "photos":
         return v2.Compose(
             [
@@ -46,8 +47,34 @@ def preset(name: str, size: tuple[int, int], dataset: str = "") -> nn.Module | N
     return v2.Compose([v2.RandomCrop(size, padding=pad), v2.RandomHorizontalFlip(), policy])
 
 
+class BatchCropFlip(nn.Module):
+    """Random crop with zero padding and random horizontal flip, drawn independently for every image of a batch.
+
+    The same distribution as ``v2.RandomCrop(size, padding=pad)`` followed by ``v2.RandomHorizontalFlip()``
+    applied image by image, in a few tensor operations instead of a Python loop (the loop costs about as much
+    as a small CNN's training step on a 2-core CPU).
+    """
+
+    batched = True
+
+    def __init__(self, pad: int, flip: bool = True) -> None:
+        super().__init__()
+        self.pad, self.flip = pad, flip
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: uint8 Tensor[B, C, H, W] -> Tensor[B, C, H, W]."""
+        b, _, h, w = x.shape
+        padded = F.pad(x, (self.pad,) * 4)
+        rows = torch.randint(0, 2 * self.pad + 1, (b, 1)) + torch.arange(h)  # [B, H]
+        cols = torch.randint(0, 2 * self.pad + 1, (b, 1)) + torch.arange(w)  # [B, W]
+        if self.flip:
+            cols = torch.where(torch.rand(b, 1) < 0.5, cols.flip(1), cols)
+        out = padded[torch.arange(b)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # [B, H, W, C]
+        return out.permute(0, 3, 1, 2).contiguous()
+
+
 class BatchAugment:
-    """Apply a per-image transform to each image of a uint8 batch Tensor[B, C, H, W]."""
+    """Apply a transform to a uint8 batch Tensor[B, C, H, W]: batch-wise when it can, else image by image."""
 
     def __init__(self, transform: nn.Module | None) -> None:
         self.transform = transform
@@ -55,4 +82,6 @@ class BatchAugment:
     def __call__(self, x: Tensor) -> Tensor:
         if self.transform is None:
             return x
+        if getattr(self.transform, "batched", False):
+            return self.transform(x)
         return torch.stack([self.transform(img) for img in x])

@@ -141,8 +141,25 @@ def test_augmentation_is_task_aware():
     assert auto_preset("digits") == "digits" and auto_preset("fashion-mnist") == "clothes"
     assert auto_preset("/data/photos") == "photos"
     assert "Flip" not in repr(preset("digits", (8, 8)))
-    assert "RandomHorizontalFlip" in repr(preset("clothes", (28, 28)))
+    assert preset("clothes", (28, 28)).flip and preset("clothes", (28, 28)).pad == 2
     x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
     for name in ("none", "digits", "clothes", "photos", "randaugment", "trivialaugment"):
         out = BatchAugment(preset(name, (32, 32)))(x)
         assert out.shape == x.shape and out.dtype == torch.uint8
+
+
+def test_batch_crop_flip_draws_each_image_independently():
+    from cnnkit.data.augment import BatchCropFlip
+
+    torch.manual_seed(0)
+    x = torch.randint(1, 256, (64, 2, 6, 5), dtype=torch.uint8)
+    out = BatchCropFlip(pad=1)(x)
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    seen = set()
+    for img, src in zip(out, padded):
+        crops = {(dy, dx, f): src[:, dy : dy + 6, dx : dx + 5].flip(2) if f else src[:, dy : dy + 6, dx : dx + 5]
+                 for dy in range(3) for dx in range(3) for f in (0, 1)}  # fmt: skip
+        match = [k for k, c in crops.items() if torch.equal(c, img)]
+        assert match, "every output is a padded crop of its own input, maybe flipped"
+        seen.add(match[0])
+    assert len(seen) > 10 and {f for _, _, f in seen} == {0, 1}
