@@ -21,6 +21,7 @@ STAGE_COMMANDS: tuple[str, ...] = (
     "cnnkit.engine.cli",
     "cnnkit.evaluate.cli",
     "cnnkit.predict",
+    "cnnkit.transfer",
     "cnnkit.conv.cli",
     "cnnkit.explain.cli",
 )

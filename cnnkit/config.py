@@ -41,6 +41,9 @@ class ModelConfig:
     dropout: float | None = None  # set the rate of every Dropout layer
     init: str = "default"  # default | xavier | kaiming | normal | zeros (zeros shows the broken symmetry)
     aux_weight: float = 0.3  # weight of auxiliary classifier losses (GoogLeNet, Inception) during training
+    pretrained: bool = False  # start from the model's published ImageNet weights (`cnnkit.models.pretrained`)
+    weights: str | None = None  # start from a local state dict (.safetensors/.pt/.pth) instead; init is then skipped
+    freeze: str = "none"  # groups kept frozen: none | all-but-head | N (the first N groups) | stem,stage1,…
 
 
 @dataclass
@@ -56,6 +59,7 @@ class OptimConfig:
     gamma: float = 0.1
     l1: float = 0.0  # explicit L1 penalty on weights, added to the loss
     clip_grad_norm: float | None = None  # clip the global gradient norm
+    backbone_lr_mult: float = 0.1  # pretrained runs: learning rate of every group but the head, times optim.lr
 
 
 @dataclass
@@ -74,6 +78,7 @@ class TrainConfig:
     save_every_steps: int | None = None  # also checkpoint inside epochs (exact mid-epoch resume)
     tensorboard: bool = True  # write TensorBoard events when the tensorboard package is installed
     out: str | None = None  # run directory (default runs/<model>-<data>-<time>)
+    head_epochs: int = 0  # pretrained runs: first train only the head (body frozen) this many epochs, then all
 
 
 @dataclass

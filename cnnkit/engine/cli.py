@@ -11,6 +11,9 @@ from ..config import build_config
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model and write a run directory")
     p.add_argument("--model", help="registered model name (see `cnnkit models`); default smallcnn")
+    p.add_argument("--pretrained", action="store_true", default=None, help="fine-tune from published ImageNet weights")
+    p.add_argument("--weights", metavar="PATH", help="fine-tune from a local state dict (.safetensors/.pt/.pth)")
+    p.add_argument("--freeze", metavar="GROUPS", help="keep groups frozen: all-but-head | N | stem,stage1,…")
     p.add_argument("--data", help="fashion-mnist, digits, or a folder of class sub-folders; default fashion-mnist")
     p.add_argument("--data-dir", help="where named datasets are looked for and cached")
     p.add_argument("--epochs", type=int)
@@ -47,6 +50,9 @@ def run_train(args: argparse.Namespace) -> int:
             args.config,
             args.set,
             model__name=args.model,
+            model__pretrained=args.pretrained,
+            model__weights=args.weights,
+            model__freeze=args.freeze,
             data__name=args.data,
             data__data_dir=args.data_dir,
             data__image_size=args.image_size,

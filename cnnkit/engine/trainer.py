@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torchmetrics.functional.classification import multiclass_f1_score
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .. import __version__, transfer
 from ..config import Config, dump_yaml, from_dict, load_yaml
 from ..data import NAMED, DataSplits, load_data
 from ..data.augment import BatchAugment, preset
@@ -123,8 +123,12 @@ class Trainer:
         cfg = self.cfg
         self.kwargs = model_kwargs(cfg)
         self.model = create_model(cfg.model.name, num_classes=len(self.data.classes), in_chans=self.data.in_chans,
+                                  pretrained=cfg.model.pretrained, weights=cfg.model.weights,
                                   **self.kwargs)  # fmt: skip
-        init_weights(self.model, cfg.model.init)
+        if not transfer.is_pretrained(cfg):
+            init_weights(self.model, cfg.model.init)
+        self.freeze = transfer.FreezePlan.from_config(self.model, cfg, self.dist.enabled)
+        self.freeze.apply(self.model)  # the groups frozen for the whole run
         set_dropout(self.model, cfg.model.dropout)
         preflight(self.model, self.data)
         self.model.to(self.device)
@@ -140,7 +144,7 @@ class Trainer:
             raise CnnkitError(f"expected train.batch_size a positive integer or 'full', found {bs!r}")
         self.batch_size = max(1, (n if bs == "full" else bs) // self.dist.world)
         self.steps_per_epoch = -(-(n // self.dist.world) // self.batch_size)
-        self.opt = build_optimizer(self.model, cfg.optim)
+        self.opt = build_optimizer(self.model, cfg.optim, transfer.optimizer_groups(self.model, cfg))
         self.sched = build_scheduler(self.opt, cfg.optim, self.steps_per_epoch, cfg.train.epochs)
         weights = class_weights(self.data.train_labels(), len(self.data.classes), cfg.train.class_weights)
         self.objective = Objective(self.model, label_smoothing=cfg.train.label_smoothing, weight=weights,
@@ -165,6 +169,7 @@ class Trainer:
     def train_epoch(self) -> dict[str, float]:
         cfg = self.cfg.train
         self.net.train()
+        self.freeze.apply(self.model, self.epoch)  # head-only epochs first; frozen BatchNorm stays in eval mode
         st = self.partial or {"seen": 0, "loss_sum": 0.0, "correct": 0, "seconds": 0.0}
         t0 = time.perf_counter() - st["seconds"]
         order = batches(self.data.train, self.batch_size, shuffle=True, seed=cfg.seed * 100_003 + self.epoch,
@@ -339,7 +344,8 @@ class Trainer:
         if not self.dist.is_main:
             return
         write_text(self.run_dir / "config.yaml", dump_yaml(self.cfg))
-        write_json(self.run_dir / "model.json", model_card(self.cfg, self.model, self.data, self.kwargs))
+        card = model_card(self.cfg, self.model, self.data, self.kwargs)
+        write_json(self.run_dir / "model.json", {**card, **transfer.model_card_fields(self.model, self.freeze)})
         if self.data.skipped:
             write_text(self.run_dir / "skipped_files.txt", "".join(f"{p}\t{r}\n" for p, r in self.data.skipped))
             for p, r in self.data.skipped:
