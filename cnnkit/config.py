@@ -44,6 +44,7 @@ class ModelConfig:
     pretrained: bool = False  # start from the model's published ImageNet weights (`cnnkit.models.pretrained`)
     weights: str | None = None  # start from a local state dict (.safetensors/.pt/.pth) instead; init is then skipped
     freeze: str = "none"  # groups kept frozen: none | all-but-head | N (the first N groups) | stem,stage1,…
+    freeze_bn: bool = False  # keep pretrained BatchNorm statistics (all groups but the head) while fine-tuning
 
 
 @dataclass

@@ -226,7 +226,7 @@ def _torch_load(path: Path) -> Any:
     except pickle.UnpicklingError as e:
         if "Weights only load failed" not in str(e):
             raise CnnkitError(
-                f"expected a PyTorch weights file at {str(path)!r}, found unreadable data ({e})"
+                f"expected a PyTorch weights file at {str(path)!r}, found unreadable data ({str(e).splitlines()[0]})"
             ) from None
         raise CnnkitError(
             f"expected a plain state dict of tensors in {str(path)!r}, found {_refusal(str(e))}; refused, nothing"
@@ -234,7 +234,8 @@ def _torch_load(path: Path) -> Any:
         ) from None
     except Exception as e:  # a zip without data.pkl, a truncated file, random bytes …
         raise CnnkitError(
-            f"expected a PyTorch weights file at {str(path)!r}, found unreadable data ({type(e).__name__}: {e})"
+            f"expected a PyTorch weights file at {str(path)!r}, found unreadable data"
+            f" ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
         ) from None
 
 

@@ -44,6 +44,7 @@ def test_log_probs_cover_classes_unseen_in_training() -> None:
     log_probs = transfer.class_log_probs(clf, x, num_classes=3)
     assert log_probs.shape == (4, 3) and torch.allclose(log_probs.exp().sum(1), torch.ones(4))
     assert (log_probs[:, 1].exp() < 1e-9).all() and log_probs.argmax(1).tolist() == [0, 0, 2, 2]
+    assert torch.allclose(log_probs[:, [0, 2]].exp().double(), torch.from_numpy(clf.predict_proba(x)), atol=1e-6)
 
 
 def test_features_command_writes_features_and_scores_a_classifier(cli, tmp_path: Path) -> None:

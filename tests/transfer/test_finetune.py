@@ -56,7 +56,22 @@ def test_frozen_batchnorm_stays_in_eval_mode() -> None:
     assert not model._bn0.training and not model._blocks[1]._bn1.training  # _blocks.1 opens stage1
     assert model._blocks[3]._bn1.training and model._bn1.training
     frozen = {g for g, ps in parameter_groups(model).items() if not any(p.requires_grad for _, p in ps)}
-    assert frozen == {"stem", "stage1"} and plan.card() == {"frozen_groups": ["stem", "stage1"], "head_epochs": 2}
+    assert frozen == {"stem", "stage1"} and plan.card() == {"frozen_groups": ["stem", "stage1"], "head_epochs": 2,
+                                                            "freeze_bn": False}  # fmt: skip
+    with pytest.raises(CnnkitError, match="leave a group to train"):
+        plan_for(model, "6")
+
+
+def test_freeze_bn_keeps_pretrained_statistics_of_trained_groups() -> None:
+    model = create_model("efficientnet_lite0", num_classes=3)
+    cfg = Config()
+    cfg.model.freeze_bn = True
+    plan = transfer.FreezePlan.from_config(model, cfg)
+    model.train()
+    plan.apply(model, epoch=0)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(p.requires_grad for p in model.parameters()) and not any(m.training for m in norms)
+    assert model._dropout.training and plan.card()["freeze_bn"] is True
 
 
 def test_discriminative_learning_rates(lite0: torch.nn.Module) -> None:
