@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -55,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CnnkitError as e:
         print(f"cnnkit: error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # `cnnkit models | head`: the reader went away; not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps Python's exit-time flush quiet
+        return 0
     except KeyboardInterrupt:
         print("cnnkit: interrupted; the last saved checkpoint is kept", file=sys.stderr)
         return 130

@@ -78,6 +78,7 @@ class TrainConfig:
     on_nonfinite: str = "stop"  # stop | skip: what a NaN/inf loss or gradient does
     save_every_steps: int | None = None  # also checkpoint inside epochs (exact mid-epoch resume)
     tensorboard: bool = True  # write TensorBoard events when the tensorboard package is installed
+    report: bool = True  # write report.html / report.md (test-split metrics, plots) when training ends
     out: str | None = None  # run directory (default runs/<model>-<data>-<time>)
     head_epochs: int = 0  # pretrained runs: first train only the head (body frozen) this many epochs, then all
 

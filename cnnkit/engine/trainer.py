@@ -98,6 +98,16 @@ def model_card(cfg: Config, model: nn.Module, data: DataSplits, kwargs: dict[str
     }
 
 
+def keep_spec(card: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """A run trained from a layer-list YAML spec carries a copy (``model_spec.yaml``), so it loads anywhere."""
+    if card["model"].endswith((".yaml", ".yml")):
+        from ..explain.spec import resolve_spec_path
+
+        write_text(run_dir / "model_spec.yaml", resolve_spec_path(card["model"]).read_text())
+        card = {**card, "model": "model_spec.yaml"}
+    return card
+
+
 class Trainer:
     """Holds everything one run needs; :meth:`fit` runs the epochs and writes the run directory."""
 
@@ -250,9 +260,17 @@ class Trainer:
                 self.epoch += 1
                 self.end_epoch(row)
             self.write_metrics(time.perf_counter() - t_start)
+            self.write_report()
         finally:
             distributed.teardown(self.dist)
         return self.run_dir
+
+    def write_report(self) -> None:
+        """The run's report (evaluated on the test split after training; never used to select anything)."""
+        if self.dist.is_main and self.cfg.train.report and len(self.data.test):
+            from ..evaluate.report import write_report
+
+            self.log(f"report: {write_report(self.run_dir)}")
 
     def should_stop(self) -> bool:
         patience = self.cfg.train.early_stop_patience
@@ -344,7 +362,7 @@ class Trainer:
         if not self.dist.is_main:
             return
         write_text(self.run_dir / "config.yaml", dump_yaml(self.cfg))
-        card = model_card(self.cfg, self.model, self.data, self.kwargs)
+        card = keep_spec(model_card(self.cfg, self.model, self.data, self.kwargs), self.run_dir)
         write_json(self.run_dir / "model.json", {**card, **transfer.model_card_fields(self.model, self.freeze)})
         if self.data.skipped:
             write_text(self.run_dir / "skipped_files.txt", "".join(f"{p}\t{r}\n" for p, r in self.data.skipped))

@@ -21,12 +21,12 @@ from cnnkit.engine.history import HISTORY_COLUMNS
 from cnnkit.errors import CnnkitError
 
 RUN_FILES = {"model.safetensors", "train_state.pt", "model.json", "config.yaml", "history.csv", "metrics.json",
-             "curves.png"}  # fmt: skip
+             "curves.png", "report.html", "report.md"}  # fmt: skip
 QUIET = {"log": lambda *_: None, "progress": False}
 
 
 def digits_cfg(out, *sets):
-    return build_config(sets=["data.name=digits", f"train.out={out}", "train.epochs=2", *sets])
+    return build_config(sets=["data.name=digits", f"train.out={out}", "train.epochs=2", "train.report=false", *sets])
 
 
 def last_weights(run):
@@ -137,7 +137,9 @@ def test_nan_injection_is_skipped_when_asked(tmp_path, monkeypatch):
 
     monkeypatch.setattr(loss.Objective, "__call__", poisoned)
     lines = []
-    run = train(digits_cfg(tmp_path / "r", "train.on_nonfinite=skip", "train.epochs=1"), log=lines.append, progress=False)
+    run = train(
+        digits_cfg(tmp_path / "r", "train.on_nonfinite=skip", "train.epochs=1"), log=lines.append, progress=False
+    )
     assert any("skipped a step" in line for line in lines)
     assert all(torch.isfinite(v).all() for v in last_weights(run).values() if v.is_floating_point())
 
