@@ -80,6 +80,7 @@ def _overview(run_dir: Path, m: dict[str, Any]) -> list[Block]:
 def _training(run_dir: Path) -> list[Block]:
     history = run_dir / "history.csv"
     if not history.exists():
+        (run_dir / FILES / "curves.png").unlink(missing_ok=True)  # never leave a stale plot from an earlier report
         return [("h2", "Training curves"), ("p", "No history.csv in the run directory.")]
     with open(history, newline="") as f:
         rows = [{k: float(v) if v not in ("", None) else float("nan") for k, v in r.items()} for r in csv.DictReader(f)]

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from ..conv.ops import formula
 from ..errors import CnnkitError
 from ..layers import lrn
-from ..models._contract import IMAGENET_MEAN, IMAGENET_STD, Classifier, linear_head
+from ..models._contract import IMAGENET_MEAN, IMAGENET_STD, Classifier
 from ..models._registry import ModelInfo
 
 SPEC_DIR = Path(__file__).resolve().parent.parent / "configs" / "specs"
@@ -326,10 +326,6 @@ class SpecModel(Classifier):
         """x: Tensor[N, C', h, w] -> Tensor[N, num_features] (pre_logits) or Tensor[N, num_classes] logits."""
         x = self.pre_logits(x)
         return x if pre_logits else self.fc(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = linear_head(self.num_features, num_classes)
 
     def group_matcher(self) -> dict[str, list[str]]:
         """``stem`` up to the first pool, ``stage1``… between pools, ``head``; groups without parameters dropped."""

@@ -79,8 +79,10 @@ class Classifier(nn.Module):
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def reset_classifier(self, num_classes: int) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def reset_classifier(self, num_classes: int) -> None:
+        """A fresh final layer ``self.fc`` of width ``num_classes`` (0: a headless backbone); others override."""
+        self.num_classes = num_classes
+        self.fc = linear_head(self.num_features, num_classes)
 
     def group_matcher(self) -> dict[str, list[str]]:  # pragma: no cover - abstract
         raise NotImplementedError

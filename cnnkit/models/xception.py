@@ -97,10 +97,6 @@ class Xception(Classifier):
         x = self.drop(pool_flat(x))
         return x if pre_logits else self.fc(x)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = linear_head(self.num_features, num_classes)
-
     def group_matcher(self) -> dict[str, list[str]]:
         return {"stem": ["stem"], "entry": ["entry"], "middle": ["middle"], "exit": ["exit"], "head": ["fc"]}
 

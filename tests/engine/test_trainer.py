@@ -34,7 +34,7 @@ def last_weights(run):
 
 
 def test_run_directory_contents(digits_run):
-    assert RUN_FILES <= {p.name for p in digits_run.iterdir()}
+    assert {p.name for p in digits_run.iterdir()} >= RUN_FILES
     assert not [p for p in digits_run.iterdir() if p.name.startswith(".")]  # no temp files left
     rows = list(csv.DictReader((digits_run / "history.csv").open()))
     assert len(rows) == 2 and tuple(rows[0]) == HISTORY_COLUMNS
