@@ -1,9 +1,10 @@
 """The training loop: data -> model -> epochs of mini-batch SGD -> a run directory that predicts on its own.
 
 A run directory holds ``model.safetensors`` (the best weights on the validation split), ``train_state.pt``
-(the last weights and where training stands, in one atomic file, for an exact ``--resume``), ``model.json`` (everything needed
-to rebuild and predict), ``config.yaml``, ``history.csv``, ``metrics.json`` and ``curves.png``. The test split
-is never looked at here: model selection and early stopping use the validation split only.
+(the last weights and where training stands, in one atomic file, for an exact ``--resume``), ``model.json``
+(everything needed to rebuild and predict), ``config.yaml``, ``history.csv``, ``metrics.json``, ``curves.png``
+and, once training ends, the report. Model selection and early stopping use the validation split only; the
+test split is evaluated for the report after training and never chooses anything.
 """
 
 from __future__ import annotations
@@ -200,8 +201,9 @@ class Trainer:
                 self.partial = st
                 self.save_last()
         self.step_in_epoch, self.partial = 0, {}
-        return {"train_loss": st["loss_sum"] / st["seen"], "train_accuracy": st["correct"] / st["seen"],
-                "epoch_time_s": st["seconds"], "images_per_s": st["seen"] * self.dist.world / st["seconds"]}  # fmt: skip
+        seen, seconds = st["seen"], st["seconds"]
+        return {"train_loss": st["loss_sum"] / seen, "train_accuracy": st["correct"] / seen,
+                "epoch_time_s": seconds, "images_per_s": seen * self.dist.world / seconds}  # fmt: skip
 
     def bar_disabled(self) -> bool | None:
         return True if not self.dist.is_main else (None if self.progress is None else not self.progress)
