@@ -19,7 +19,8 @@ from torch import nn
 
 from ..engine.checkpoint import read_json
 from ..errors import CnnkitError
-from ..models import create_model, model_info
+from ..models import create_model, model_info, parameter_groups
+from ..transfer import set_frozen
 from .preflight import parse_input, preflight
 from .summary import format_table, summarize
 from .svg import write_svg
@@ -66,16 +67,35 @@ def load_target(
     return model, shape, label
 
 
+def frozen_groups(target: str) -> list[str]:
+    """The groups a fine-tuning run kept frozen (``model.json``'s ``frozen_groups``); none for a model name."""
+    path = Path(target)
+    return list(read_json(path / "model.json").get("frozen_groups", [])) if path.is_dir() else []
+
+
+def group_table(model: nn.Module, frozen: list[str]) -> str:
+    """One line per ``group_matcher`` group: parameters and whether the run trained it."""
+    lines = ["groups (stem to head):"]
+    for group, params in parameter_groups(model).items():
+        state = "frozen" if group in frozen else "trained"
+        lines.append(f"  {group:<12} {sum(p.numel() for _, p in params):>12,}  {state}")
+    return "\n".join(lines)
+
+
 def run_explain(args: argparse.Namespace) -> int:
     model, shape, label = load_target(args.target, args.input, args.num_classes)
+    frozen = frozen_groups(args.target)
+    set_frozen(model, frozen)  # the totals' trainable count then matches the run
     preflight(model, shape, strict=args.strict)
     summary = summarize(model, shape, name=label)
     if args.svg:
         write_svg(summary, args.svg)
     if args.json:
-        print(json.dumps(summary.to_dict(), indent=2))
+        print(json.dumps({**summary.to_dict(), "frozen_groups": frozen}, indent=2))
         return 0
     print(format_table(summary))
+    if frozen:
+        print(group_table(model, frozen))
     if args.svg:
         print(f"wrote {args.svg}")
     return 0

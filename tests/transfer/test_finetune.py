@@ -100,7 +100,7 @@ def test_one_channel_stem_matches_rgb_on_a_replicated_gray_image() -> None:
     assert torch.allclose(out_gray, out_rgb, atol=1e-4) and out_rgb.std() > 0.1
 
 
-def test_two_phase_fine_tuning_run(tmp_path: Path) -> None:
+def test_two_phase_fine_tuning_run(tmp_path: Path, capsys) -> None:
     data = make_folder(tmp_path / "data", classes=("dark", "mid", "light"), per_class=10)
     sets = [f"data.name={data}", "model.name=efficientnet_lite0", "model.pretrained=true", "data.image_size=32",
             "model.freeze=stem,stage1", "train.head_epochs=1", "train.epochs=2", "train.batch_size=8",
@@ -127,3 +127,8 @@ def test_two_phase_fine_tuning_run(tmp_path: Path) -> None:
     assert head.shape == (3, 1280)
     pred = Predictor.from_run(run).predict([data / "light" / "0.png"], topk=3)[0]
     assert {name for name, _ in pred.topk} == {"dark", "mid", "light"}
+    from cnnkit.cli import main
+
+    assert main(["explain", str(run)]) == 0  # `cnnkit explain RUN` marks the frozen groups
+    table = capsys.readouterr().out
+    assert "  stem " in table and table.split("groups (stem to head):")[1].count("frozen") == 2
