@@ -335,6 +335,16 @@ def adapt_in_chans(model: nn.Module, in_chans: int) -> None:
     model.default_input = (in_chans, *model.default_input[1:])
 
 
+def _weights_path(name: str, entry: WeightsEntry | None, weights: str | Path | None) -> Path:
+    """The table's verified file, or the local ``weights`` (verified too when it is a copy of the table's file)."""
+    if weights is None:
+        return weights_file(weights_entry(name))
+    path = Path(weights)
+    if entry is not None and path.name == entry.filename:
+        check_sha256(path, entry.sha256)
+    return path
+
+
 def build_pretrained(
     name: str, build: Callable[..., nn.Module], weights: str | Path | None = None, **kwargs: Any
 ) -> nn.Module:
@@ -352,12 +362,7 @@ def build_pretrained(
         **kwargs: ``num_classes``, ``in_chans`` and family options.
     """
     entry = weights_table().get(name)
-    if weights is None:
-        path = weights_file(weights_entry(name))
-    else:
-        path = Path(weights)
-        if entry is not None and path.name == entry.filename:
-            check_sha256(path, entry.sha256)
+    path = _weights_path(name, entry, weights)
     num_classes, in_chans = kwargs.pop("num_classes", None), kwargs.pop("in_chans", None)
     with torch.device("meta"):
         probe = build(**kwargs)
