@@ -53,14 +53,19 @@ def map_layers(model: nn.Module, x: Tensor) -> list[tuple[str, tuple[int, ...]]]
     for name, m in model.named_modules():
         if not any(True for _ in m.children()) and not isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.Dropout)):
             handles.append(m.register_forward_hook(record(name)))
+    forward_with_hooks(model, x, handles)
+    last = {n: i for i, (n, _) in enumerate(found)}  # a module called twice counts where it last ran
+    return [(n, s) for i, (n, s) in enumerate(found) if last[n] == i]
+
+
+def forward_with_hooks(model: nn.Module, x: Tensor, handles: list) -> None:
+    """One no-grad forward pass of x: Tensor[N, C, H, W] with the given hooks attached, then remove them."""
     try:
         with torch.no_grad():
             model(x)
     finally:
         for h in handles:
             h.remove()
-    last = {n: i for i, (n, _) in enumerate(found)}  # a module called twice counts where it last ran
-    return [(n, s) for i, (n, s) in enumerate(found) if last[n] == i]
 
 
 def _is_map(out: object) -> bool:
@@ -93,13 +98,7 @@ def capture(model: nn.Module, x: Tensor, layers: Sequence[str]) -> dict[str, Ten
 
         return hook
 
-    handles = [modules[n].register_forward_hook(keep(n)) for n in layers]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    forward_with_hooks(model, x, [modules[n].register_forward_hook(keep(n)) for n in layers])
     return maps
 
 

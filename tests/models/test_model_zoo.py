@@ -40,15 +40,6 @@ PUBLISHED = {
 FOUNDATION = {"lenet5", "smallcnn"}  # counted in their own docstrings
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: these small inputs gain little from two, and two stall badly on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_input(model: nn.Module, name: str, batch: int) -> torch.Tensor:
     c, h, w = model.default_input
     side = h if model.fixed_input else MIN_SIDE.get(name, 32)

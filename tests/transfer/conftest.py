@@ -32,12 +32,3 @@ def photos() -> dict[str, np.ndarray]:
     sample = load_sample_images()
     out = {Path(f).stem: im for f, im in zip(sample.filenames, sample.images)}
     return {**out, "chelsea": skimage_data.chelsea(), "coffee": skimage_data.coffee()}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the machine's two cores are shared, and two threads stall on small inputs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
