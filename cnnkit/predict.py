@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -168,7 +168,3 @@ def run_predict(args: argparse.Namespace) -> int:
     for f, p in zip(images, preds):
         print(f"{f}: " + ", ".join(f"{name} {prob:.1%}" for name, prob in p.topk))
     return 0
-
-
-def format_predictions(files: Sequence[str], preds: Sequence[Prediction]) -> str:
-    return "\n".join(f"{f}: {p.label} ({p.probability:.1%})" for f, p in zip(files, preds))
