@@ -15,6 +15,7 @@ from pathlib import Path
 from cnnkit.config import build_config
 from cnnkit.engine import Trainer
 from cnnkit.evaluate.metrics import classification_metrics, collect_logits
+from cnnkit.tasks.classify import Classify
 
 
 class TimedTrainer(Trainer):
@@ -45,7 +46,7 @@ def main() -> None:
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = build_config([args.recipe], args.set, train__out=tmp, train__report=False)
-        trainer = TimedTrainer(cfg, Path(tmp), log=print, progress=False)
+        trainer = TimedTrainer(cfg, Path(tmp), Classify(), log=print, progress=False)
         trainer.fit()
     print(f"\nrecipe {args.recipe}: {cfg.model.name}, {cfg.train.epochs} epochs, batch {cfg.train.batch_size}")
     for target in args.targets:

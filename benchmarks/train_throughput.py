@@ -24,8 +24,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from cnnkit.config import build_config
 from cnnkit.engine import Trainer
-from cnnkit.engine.runtime import batches
 from cnnkit.models import create_model
+from cnnkit.runtime import batches
+from cnnkit.tasks.classify import Classify
 
 
 def baseline_round(images: torch.Tensor, labels: torch.Tensor, model, opt, batch_size: int, steps: int) -> float:
@@ -63,7 +64,7 @@ def main() -> None:
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = build_config([args.recipe], train__out=tmp)
-        trainer = Trainer(cfg, __import__("pathlib").Path(tmp), log=lambda *_: None, progress=False)
+        trainer = Trainer(cfg, __import__("pathlib").Path(tmp), Classify(), log=lambda *_: None, progress=False)
     data = trainer.data.train
     x = (data.images.float() / 255 - trainer.model.mean[0]) / trainer.model.std[0]
     model = create_model(cfg.model.name, num_classes=len(trainer.data.classes), in_chans=trainer.data.in_chans)

@@ -29,11 +29,11 @@ from PIL import Image
 from cnnkit.config import DataConfig, TrainConfig, build_config
 from cnnkit.data import load_data
 from cnnkit.data.datasets import labels_of
-from cnnkit.engine import train
-from cnnkit.engine.runtime import Normalize
 from cnnkit.evaluate import evaluate
 from cnnkit.evaluate.metrics import classification_metrics
 from cnnkit.models import create_model
+from cnnkit.runtime import Normalize
+from cnnkit.tasks import train
 from cnnkit.transfer import class_log_probs, extract_features, fit_linear
 
 EPOCHS = {10: 30, 50: 12, 100: 8}  # about 3,000 / 6,000 / 8,000 training images seen

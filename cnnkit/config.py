@@ -21,6 +21,13 @@ from .errors import CnnkitError
 
 
 @dataclass
+class TaskConfig:
+    name: str = "classify"  # classify | localize: what the network learns (see `cnnkit.tasks`)
+    box_loss: str = "smooth_l1"  # localize: smooth_l1 | giou (on the normalised box) | both
+    box_weight: float = 5.0  # localize: weight of the box term beside the class cross-entropy
+
+
+@dataclass
 class DataConfig:
     name: str = "fashion-mnist"  # fashion-mnist | digits | a folder path
     data_dir: str | None = None  # where to look for (and cache) named datasets
@@ -31,13 +38,14 @@ class DataConfig:
     num_workers: int = 0  # DataLoader workers for folder datasets
     download: bool = True  # allow downloading named datasets that aren't found locally
     augment: str = "auto"  # auto | none | digits | clothes | photos | randaugment | trivialaugment
+    hflip: bool | None = None  # may images be mirrored (augmentation, flip TTA)? default: not digits, yes otherwise
     mixup: float = 0.0  # MixUp probability per batch (Beta(1, 1) mixing); 0 = off
     cutmix: float = 0.0  # CutMix probability per batch; 0 = off
 
 
 @dataclass
 class ModelConfig:
-    name: str = "smallcnn"  # a registered name (`cnnkit models`) or a layer-list YAML file
+    name: str | None = None  # a registered name (`cnnkit models`) or a layer-list YAML file; default: the task's
     dropout: float | None = None  # set the rate of every Dropout layer
     init: str = "default"  # default | xavier | kaiming | normal | zeros (zeros shows the broken symmetry)
     aux_weight: float = 0.3  # weight of auxiliary classifier losses (GoogLeNet, Inception) during training
@@ -73,7 +81,7 @@ class TrainConfig:
     channels_last: bool = True
     label_smoothing: float = 0.0
     class_weights: str = "none"  # none | balanced (weights inversely proportional to class frequency)
-    monitor: str = "val_accuracy"  # val_accuracy | val_loss | val_macro_f1: selects the best epoch
+    monitor: str | None = None  # selects the best epoch; default: the task's (classify: val_accuracy)
     early_stop_patience: int | None = None  # stop after this many epochs without improvement
     on_nonfinite: str = "stop"  # stop | skip: what a NaN/inf loss or gradient does
     save_every_steps: int | None = None  # also checkpoint inside epochs (exact mid-epoch resume)
@@ -85,6 +93,7 @@ class TrainConfig:
 
 @dataclass
 class Config:
+    task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -35,8 +35,8 @@ def save_samples(run_dir: Path, n: int = 6) -> list[tuple[Path, str]]:
 
 def run(out: str | None, epochs: int | None) -> int:
     from . import load
-    from .engine import train
-    from .evaluate.cli import evaluate_run
+    from .evaluate.command import evaluate_run
+    from .tasks import train
 
     t0 = time.perf_counter()
     cfg = build_config(["demo"], train__out=out, train__epochs=epochs)

@@ -8,8 +8,6 @@ crop, their mean/std.
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,10 +21,10 @@ from torch import Tensor, nn
 from torchvision.transforms import InterpolationMode
 
 from .data.images import load_image, pil_to_tensor
-from .engine.checkpoint import load_weights, read_json
-from .engine.runtime import Normalize, resolve_device
-from .errors import CnnkitError
+from .engine.checkpoint import load_weights
 from .models import create_model
+from .runcard import InputSpec, RunCard, model_path, read_card
+from .runtime import Normalize, resolve_device
 
 ImageLike = str | Path | Image.Image | np.ndarray | Tensor
 
@@ -40,37 +38,35 @@ class Prediction:
     probability: float
     topk: list[tuple[str, float]]
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        """``"Sneaker 97.1%, Sandal 2.5%"``."""
+        return ", ".join(f"{name} {prob:.1%}" for name, prob in self.topk)
+
 
 class Predictor:
     """A trained model with its classes and preprocessing. Build with :meth:`from_run` / ``cnnkit.load``."""
 
-    def __init__(self, model: nn.Module, card: dict[str, Any], device: str = "cpu") -> None:
+    def __init__(self, model: nn.Module, card: RunCard, device: str = "cpu") -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.card = card
-        self.classes: list[str] = list(card["classes"])
-        pre = card["preprocessing"]
-        self.in_chans = card["input"]["channels"]
+        self.classes: list[str] = list(card.classes)
+        pre = card.preprocessing
+        self.in_chans = card.input.channels
         self.crop = pre.get("center_crop")  # published weights: resize the shorter side, then centre-crop
         self.size = tuple(self.crop or pre["resize"])
         self.normalize = Normalize(pre["mean"], pre["std"], self.device, channels_last=False)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str = "cpu", weights: str = "model.safetensors") -> Predictor:
+        """A classification run's predictor (``cnnkit.load`` picks the predictor of the run's task)."""
         run_dir = Path(run_dir)
-        if not run_dir.is_dir():
-            raise CnnkitError(
-                f"expected a run directory, found nothing at {str(run_dir)!r}; pass the folder `cnnkit train` wrote"
-            )
-        card = read_json(run_dir / "model.json")
-        if card["model"] == "model_spec.yaml":  # a layer-list spec saved with the run
-            card = {**card, "model": str(run_dir / "model_spec.yaml")}
-        model = create_model(
-            card["model"],
-            num_classes=card["num_classes"],
-            in_chans=card["input"]["channels"],
-            **card.get("model_kwargs", {}),
-        )
+        card = read_card(run_dir)
+        model = create_model(model_path(card, run_dir), num_classes=card.num_classes, in_chans=card.input.channels,
+                             **card.model_kwargs)  # fmt: skip
         load_weights(model, run_dir / weights)
         return cls(model, card, device)
 
@@ -87,13 +83,19 @@ class Predictor:
         else:
             classes, pre = entry.classes, entry.preprocessing.card()
             h = w = entry.preprocessing.crop
-        card = {"model": name, "num_classes": model.num_classes, "classes": classes, "preprocessing": pre,
-                "input": {"channels": c, "height": h, "width": w}, "weights": weights or entry.card()}  # fmt: skip
+        card = RunCard(
+            model=name,
+            num_classes=model.num_classes,
+            classes=classes,
+            input=InputSpec(c, h, w),
+            preprocessing=pre,
+            pretrained=entry.card() if entry is not None else {"weights": weights},
+        )
         return cls(model, card, device)
 
     def _resize_crop(self, image: Tensor) -> Tensor:
         """uint8 Tensor[C, H, W] -> its shorter side resized, then the centre crop: Tensor[C, *center_crop]."""
-        pre = self.card["preprocessing"]
+        pre = self.card.preprocessing
         mode = InterpolationMode(pre.get("interpolation", "bilinear"))
         image = TF.resize(image, pre["resize_shorter"], interpolation=mode, antialias=True)
         return TF.center_crop(image, list(self.crop))
@@ -127,44 +129,3 @@ class Predictor:
             Prediction(self.classes[i[0]], int(i[0]), float(q[0]), [(self.classes[j], float(v)) for j, v in zip(i, q)])
             for q, i in zip(p.tolist(), idx.tolist())
         ]
-
-
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="classify image files with a trained run, or with published weights")
-    p.add_argument(
-        "paths", nargs="+", metavar="[RUN] IMAGE", help="a run directory then image files (no run with --model)"
-    )
-    p.add_argument("--model", help="a registered model, used with --pretrained or --weights instead of a run")
-    p.add_argument("--pretrained", action="store_true", help="the model's published ImageNet weights (1000 classes)")
-    p.add_argument("--weights", metavar="PATH", help="a local state dict (.safetensors/.pt/.pth) for --model")
-    p.add_argument("--topk", type=int, default=3, help="how many classes to show per image (default 3)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=run_predict)
-
-
-def predictor_for(args: argparse.Namespace) -> tuple[Predictor, list[str]]:
-    """The predictor the arguments ask for, and the image paths."""
-    if args.model is None:
-        if args.pretrained or args.weights:
-            raise CnnkitError(
-                "expected --model NAME with --pretrained/--weights, found none; e.g. --model efficientnet_lite0"
-            )
-        if len(args.paths) < 2:
-            raise CnnkitError(
-                f"expected a run directory and image files, found only {args.paths[0]!r}; or pass --model"
-            )
-        return Predictor.from_run(args.paths[0]), args.paths[1:]
-    if not (args.pretrained or args.weights):
-        raise CnnkitError(f"expected --pretrained or --weights PATH with --model {args.model}, found neither")
-    return Predictor.from_pretrained(args.model, args.weights), args.paths
-
-
-def run_predict(args: argparse.Namespace) -> int:
-    predictor, images = predictor_for(args)
-    preds = predictor.predict(images, topk=args.topk)
-    if args.json:
-        print(json.dumps([{"image": str(f), **asdict(p)} for f, p in zip(images, preds)], indent=2))
-        return 0
-    for f, p in zip(images, preds):
-        print(f"{f}: " + ", ".join(f"{name} {prob:.1%}" for name, prob in p.topk))
-    return 0

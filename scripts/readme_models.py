@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cnnkit.models.cli import model_rows
+from cnnkit.models import model_rows
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- models:start -->", "<!-- models:end -->"

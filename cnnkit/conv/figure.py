@@ -8,7 +8,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from ..engine.checkpoint import atomic_write
+from ..io import save_figure
 
 
 def show_map(ax, image: Tensor, title: str, preserves_brightness: bool = False) -> None:
@@ -19,11 +19,6 @@ def show_map(ax, image: Tensor, title: str, preserves_brightness: bool = False) 
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
-
-
-def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
-    """Write ``fig`` as a PNG atomically (temp file + rename)."""
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
 
 
 def side_by_side(maps: Sequence[Tensor], titles: Sequence[str], path: str | Path, suptitle: str = "") -> Path:

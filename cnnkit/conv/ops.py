@@ -11,6 +11,7 @@ a whole number and says which paddings, strides and input sizes would make it on
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from typing import Literal
 
@@ -28,16 +29,32 @@ MODE_NOTE = {
 }
 
 
+def exact_size(n: int, f: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> Fraction:
+    """``(N + 2P − F')/S + 1`` as an exact fraction, with the dilated filter length ``F' = D(F − 1) + 1``.
+
+    The one place cnnkit computes a sliding window's output size: the convolution lab, the model preflight, the
+    layer-list specs, the fixed-size models' messages and the tracer all call it.
+    """
+    return Fraction(n + 2 * padding - (dilation * (f - 1) + 1), stride) + 1
+
+
+def rounded_size(n: int, f: int, stride: int = 1, padding: int = 0, dilation: int = 1, ceil: bool = False) -> int:
+    """The size PyTorch gives: :func:`exact_size` rounded down (or up with ``ceil_mode``)."""
+    exact = exact_size(n, f, stride, padding, dilation)
+    return math.ceil(exact) if ceil else math.floor(exact)
+
+
 def formula(n: int, f: int, stride: int = 1, padding: int = 0) -> str:
     """The output-size arithmetic with numbers filled in: ``"(6 + 2·0 − 3)/2 + 1 = 2.5"``."""
-    exact = Fraction(n + 2 * padding - f, stride) + 1
+    exact = exact_size(n, f, stride, padding)
     value = str(exact.numerator) if exact.denominator == 1 else f"{float(exact):g}"
     return f"({n} + 2·{padding} − {f})/{stride} + 1 = {value}"
 
 
 def fits(n: int, f: int, stride: int, padding: int) -> bool:
     """True when ``(n + 2·padding − f)/stride + 1`` is a whole number ≥ 1."""
-    return n + 2 * padding >= f and (n + 2 * padding - f) % stride == 0
+    exact = exact_size(n, f, stride, padding)
+    return exact >= 1 and exact.denominator == 1
 
 
 def nearest_sizes(n: int, ok, reach: int = 64) -> list[int]:
@@ -85,7 +102,7 @@ def output_size(n: int, f: int, stride: int = 1, padding: int = 0) -> int:
             f"expected (N + 2P − F)/S + 1 to be a whole number, found {formula(n, f, stride, padding)}"
             f" (the filter would hang off the edge); {fitting_choices(n, f, stride, padding)}"
         )
-    return (n + 2 * padding - f) // stride + 1
+    return int(exact_size(n, f, stride, padding))
 
 
 def filter2d(x: Tensor, kernel: Tensor, stride: int = 1, padding: int = 0, mode: Mode = "correlate") -> Tensor:

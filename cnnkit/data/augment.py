@@ -1,8 +1,9 @@
 """Task-aware augmentation presets on ``torchvision.transforms.v2``.
 
 The notes: augmentation must respect the task — a flipped "2" is no longer a 2, but a flipped coat is still
-a coat. ``auto`` picks by dataset: no flips for digits; flips and crops for clothes; crops, flips and colour
-for photos. Presets act on one uint8 image ``Tensor[C, H, W]``; :class:`BatchAugment` applies one to every
+a coat. ``auto`` picks by the data: no flips where mirrored images change meaning (``data.hflip``, false for
+digits); flips and crops for clothes; crops, flips and colour for photos. Presets act on one uint8 image
+``Tensor[C, H, W]``; :class:`BatchAugment` applies one to every
 image of a batch (each with its own random draw, from torch's global RNG, which checkpoints save).
 """
 
@@ -15,19 +16,23 @@ from torch import Tensor, nn
 
 from ..errors import CnnkitError
 
+NOT_MIRRORABLE = ("digits",)  # known datasets whose mirrored images show another thing or nothing
 PRESETS = ("auto", "none", "digits", "clothes", "photos", "randaugment", "trivialaugment")
 
 
-def auto_preset(dataset: str) -> str:
-    """The preset ``auto`` stands for on ``dataset`` (a name or a folder path)."""
-    return {"digits": "digits", "fashion-mnist": "clothes"}.get(dataset, "photos")
+def auto_preset(dataset: str, hflip: bool | None = None) -> str:
+    """The preset ``auto`` stands for on ``dataset`` (a name or a folder path): never one with flips when mirrored
+    images would show another thing (``hflip`` false; by default, for the known handwriting datasets)."""
+    if not (hflip if hflip is not None else dataset not in NOT_MIRRORABLE):
+        return "digits"
+    return "clothes" if dataset == "fashion-mnist" else "photos"
 
 
-def preset(name: str, size: tuple[int, int], dataset: str = "") -> nn.Module | None:
+def preset(name: str, size: tuple[int, int], dataset: str = "", hflip: bool | None = None) -> nn.Module | None:
     """A v2 transform for one uint8 image Tensor[C, H, W] -> Tensor[C, H, W] of the same size; None for no-op."""
     if name not in PRESETS:
         raise CnnkitError(f"expected data.augment one of {', '.join(PRESETS)}, found {name!r}")
-    name = auto_preset(dataset) if name == "auto" else name
+    name = auto_preset(dataset, hflip) if name == "auto" else name
     pad = max(1, round(min(size) / 14))  # 2 pixels at 28×28
     if name == "none":
         return None

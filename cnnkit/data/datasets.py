@@ -6,8 +6,10 @@ float and normalisation happen batch-wise in the engine (cheaper than per image)
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,18 +21,30 @@ from torch.utils.data import Dataset
 from ..config import DataConfig
 from ..errors import CnnkitError
 from . import fashion_mnist
+from .augment import NOT_MIRRORABLE
 from .folder import build_split, index_folder, infer_channels
 
 NAMED = ("fashion-mnist", "digits")
 
 
-class TensorImages(Dataset):
-    """Images held in memory: ``images`` uint8 Tensor[N, C, H, W], ``labels`` int64 Tensor[N]."""
+def mirrorable(cfg: DataConfig) -> bool:
+    """Whether a left-right mirrored image still shows the same class: ``data.hflip`` when set, else False for
+    handwriting (``digits``) and True for everything else. Augmentation and flip TTA both obey it."""
+    return cfg.hflip if cfg.hflip is not None else cfg.name not in NOT_MIRRORABLE
 
-    def __init__(self, images: Tensor, labels: Tensor) -> None:
+
+class TensorImages(Dataset):
+    """Images held in memory: ``images`` uint8 Tensor[N, C, H, W], ``labels`` int64 Tensor[N].
+
+    ``ids`` names each example where it came from (a file path, or ``"train:123"`` for an index into a named
+    dataset's arrays): the run directory's ``split.json`` records them.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor, ids: list | None = None) -> None:
         if images.ndim != 4 or images.dtype != torch.uint8 or len(images) != len(labels):
             raise ValueError(f"expected uint8 images [N, C, H, W] and N labels, found {tuple(images.shape)}")
         self.images, self.labels = images, labels.long()
+        self.ids = list(ids) if ids is not None else list(range(len(labels)))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -38,16 +52,27 @@ class TensorImages(Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
         return self.images[i], int(self.labels[i])
 
+    def take(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """A batch of examples ``idx`` Tensor[B]: (uint8 images Tensor[B, C, H, W], labels Tensor[B])."""
+        return self.images[idx], self.labels[idx]
+
     def subset(self, idx: np.ndarray | Tensor) -> TensorImages:
         idx = torch.as_tensor(idx, dtype=torch.long)
-        return TensorImages(self.images[idx], self.labels[idx])
+        return TensorImages(self.images[idx], self.labels[idx], [self.ids[i] for i in idx.tolist()])
 
     def resized(self, size: tuple[int, int]) -> TensorImages:
         """Resize every image once (antialiased bilinear), for models that need another input size."""
         if tuple(self.images.shape[2:]) == tuple(size):
             return self
         out = [F.interpolate(b.float(), size=size, mode="bilinear", antialias=True) for b in self.images.split(1024)]
-        return TensorImages(torch.cat(out).round().clamp(0, 255).to(torch.uint8), self.labels)
+        return TensorImages(torch.cat(out).round().clamp(0, 255).to(torch.uint8), self.labels, self.ids)
+
+    def digest(self) -> str:
+        """A content hash of the pixels and labels, in order."""
+        h = hashlib.blake2b(digest_size=16)
+        h.update(self.images.numpy().tobytes())
+        h.update(self.labels.numpy().tobytes())
+        return h.hexdigest()
 
 
 @dataclass
@@ -62,10 +87,38 @@ class DataSplits:
     image_size: tuple[int, int]
     source: str
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) of skipped bad files
+    hflip: bool = True  # whether a mirrored image still shows the same thing (False for digits and text)
 
     def train_labels(self) -> Tensor:
         """Labels of the training split, Tensor[N]."""
         return torch.from_numpy(labels_of(self.train)).long()
+
+    def split_record(self) -> tuple[dict[str, Any], dict[str, list]]:
+        """(per split: size and content hash, for the run card; per split: the example ids, for split.json)."""
+        summary, members = {}, {}
+        for name in ("train", "val", "test"):
+            ds = getattr(self, name)
+            summary[name] = {"n": len(ds), "digest": digest_of(ds)}
+            members[name] = [str(i) for i in ids_of(ds)]
+        return summary, members
+
+
+def ids_of(ds: Dataset) -> list:
+    """Where each example came from: file paths for folder data, indices (or ``"train:i"``) for named data."""
+    if hasattr(ds, "ids"):
+        return list(ds.ids)
+    return [str(p) for p, *_ in ds.files]  # ImageFiles
+
+
+def digest_of(ds: Dataset) -> str:
+    """A content hash of a split: its pixels and targets in memory, else the bytes of its files."""
+    if hasattr(ds, "digest"):
+        return ds.digest()
+    h = hashlib.blake2b(digest_size=16)
+    for path, label in ds.files:
+        h.update(Path(path).read_bytes())
+        h.update(str(label).encode())
+    return h.hexdigest()
 
 
 def labels_of(ds: Dataset) -> np.ndarray:
@@ -90,7 +143,10 @@ def split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
 def _fashion_mnist(cfg: DataConfig) -> tuple[TensorImages, TensorImages | None, list[str]]:
     arrays = fashion_mnist.load(cfg.data_dir, allow_download=cfg.download)
     train, test = (
-        TensorImages(torch.from_numpy(x.copy())[:, None], torch.from_numpy(y.copy())) for x, y in arrays.values()
+        TensorImages(
+            torch.from_numpy(x.copy())[:, None], torch.from_numpy(y.copy()), [f"{k}:{i}" for i in range(len(y))]
+        )
+        for k, (x, y) in zip(("train", "test"), arrays.values())
     )
     return train, test, list(fashion_mnist.CLASSES)
 
@@ -112,8 +168,9 @@ def _named(cfg: DataConfig, seed: int, size: tuple[int, int] | None) -> DataSpli
     train, val = full.subset(keep), full.subset(held)
     size = size or tuple(train.images.shape[2:])
     return DataSplits(
-        *(s.resized(size) for s in (train, val, test)), classes, int(train.images.shape[1]), size, cfg.name
-    )
+        *(s.resized(size) for s in (train, val, test)), classes, int(train.images.shape[1]), size, cfg.name,
+        hflip=mirrorable(cfg),
+    )  # fmt: skip
 
 
 def _carve(files: dict[str, list], source: str, target: str, fraction: float, seed: int) -> dict[str, list]:
@@ -140,8 +197,9 @@ def _folder(cfg: DataConfig, seed: int, size: tuple[int, int]) -> DataSplits:
             splits[split] = TensorImages(torch.zeros(0, in_chans, *size, dtype=torch.uint8), torch.zeros(0))
     source = str(Path(cfg.name).resolve())
     return DataSplits(
-        **splits, classes=index.classes, in_chans=in_chans, image_size=size, source=source, skipped=skipped
-    )
+        **splits, classes=index.classes, in_chans=in_chans, image_size=size, source=source, skipped=skipped,
+        hflip=mirrorable(cfg),
+    )  # fmt: skip
 
 
 def load_data(cfg: DataConfig, seed: int = 0, image_size: tuple[int, int] | None = None) -> DataSplits:

@@ -54,7 +54,7 @@ def _class_files(split_dir: Path, classes: list[str] | None) -> tuple[list[str],
 
 def index_folder(root: str | Path) -> FolderIndex:
     """Find classes and files; ``train/`` (``val/``, ``test/``) sub-folders give the splits when present."""
-    root = Path(root)
+    root = Path(root).resolve()
     if not root.is_dir():
         raise CnnkitError(
             f"expected a dataset name (fashion-mnist, digits) or a folder, found no folder at {str(root)!r}"
@@ -131,7 +131,7 @@ def build_split(
     size: tuple[int, int],
     skip_bad: bool,
     skipped: list[tuple[str, str]],
-    tensor_dataset: Callable[[Tensor, Tensor], Dataset],
+    tensor_dataset: Callable[[Tensor, Tensor, list[str]], Dataset],
 ) -> Dataset:
     """Validate ``files`` and return an in-memory dataset when it fits, else an on-demand one."""
     keep = fits_in_memory(len(files), in_chans, size)
@@ -139,5 +139,5 @@ def build_split(
     if not good:
         raise CnnkitError("expected at least one readable image, found none; check the dataset folder")
     if keep:
-        return tensor_dataset(torch.stack(tensors), torch.tensor([lbl for _, lbl in good]))
+        return tensor_dataset(torch.stack(tensors), torch.tensor([lbl for _, lbl in good]), [str(p) for p, _ in good])
     return ImageFiles(good, in_chans, size)

@@ -6,10 +6,6 @@ which holds only tensors and plain Python values so that ``torch.load(weights_on
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,50 +15,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import CnnkitError
-
-
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` then move the result to ``path``; a crash never leaves a half-written ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_text(path: str | Path, text: str) -> Path:
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-
-
-def write_json(path: str | Path, data: Any) -> Path:
-    return write_text(path, json.dumps(data, indent=2) + "\n")
-
-
-def read_json(path: str | Path) -> Any:
-    p = Path(path)
-    try:
-        return json.loads(p.read_text())
-    except FileNotFoundError:
-        raise CnnkitError(
-            f"expected {p.name} in {str(p.parent)!r}, found no such file; is this a cnnkit run directory?"
-        ) from None
-    except json.JSONDecodeError as e:
-        raise CnnkitError(f"expected valid JSON in {str(p)!r}, found {e}; the file is damaged") from None
+from ..io import atomic_write
 
 
 def state_dict_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:

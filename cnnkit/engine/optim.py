@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..config import OptimConfig
 from ..errors import CnnkitError
@@ -63,3 +63,13 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoc
     size = cfg.step_epochs * steps_per_epoch
     lr_factor(cfg.schedule, 0, total, warmup)  # validates the name before training starts
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg.schedule, s, total, warmup, size, cfg.gamma))
+
+
+def weight_params(model: nn.Module) -> list[nn.Parameter]:
+    """The trainable weights an L1 or L2 penalty applies to: tensors of 2 or more dimensions (not biases, norms)."""
+    return [p for p in model.parameters() if p.ndim > 1 and p.requires_grad]
+
+
+def l1_penalty(params: list[nn.Parameter]) -> Tensor:
+    """Σ |w| over ``params``: the notes' L1 regularisation, added to the loss times ``optim.l1``."""
+    return torch.stack([p.abs().sum() for p in params]).sum() if params else torch.zeros(())

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-from .checkpoint import atomic_write
+from ..io import save_figure
 
 
 def plot_curves(history: list[dict[str, float]], path: str | Path, title: str = "") -> Path:
@@ -28,7 +27,7 @@ def plot_curves(history: list[dict[str, float]], path: str | Path, title: str = 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)

@@ -9,7 +9,6 @@ test split is evaluated for the report after training and never chooses anything
 
 from __future__ import annotations
 
-import inspect
 import math
 import random
 import time
@@ -19,44 +18,23 @@ from typing import Any
 
 import numpy as np
 import torch
-import torchvision.transforms.v2 as v2
 from torch import Tensor, nn
-from torchmetrics.functional.classification import multiclass_f1_score
 from tqdm.auto import tqdm
 
-from .. import __version__, transfer
+from .. import __version__
 from ..config import Config, dump_yaml, from_dict, load_yaml
-from ..data import NAMED, DataSplits, load_data
-from ..data.augment import BatchAugment, preset
+from ..data import NAMED, DataSplits
 from ..errors import CnnkitError
-from ..evaluate.metrics import classification_metrics, collect_logits
-from ..models import create_model, model_info
+from ..io import write_json, write_text
+from ..runcard import SPLIT, InputSpec, RunCard, read_card, write_card
+from ..runtime import Normalize, autocast, batches, choose_precision, resolve_device, seed_everything
 from . import distributed
-from .checkpoint import load_state, save_state, save_weights, state_dict_for_saving, write_json, write_text
-from .history import history_csv
+from .checkpoint import load_state, save_state, save_weights, state_dict_for_saving
+from .freeze import FreezePlan, is_pretrained, optimizer_groups, pretrained_fields
+from .history import epoch_figures, history_csv
 from .init import init_weights
-from .loss import Objective, class_weights
-from .optim import build_optimizer, build_scheduler
-from .runtime import Normalize, autocast, batches, resolve_device, resolve_precision, seed_everything
-
-MONITORS = {"val_accuracy": 1, "val_macro_f1": 1, "val_loss": -1}  # metric -> sign (higher is better)
-
-
-def input_size(cfg: Config) -> tuple[int, int] | None:
-    """(H, W) the images are resized to: ``data.image_size``, else the model's own size for folders and
-    fixed-size models, else ``None`` (a named dataset's native size)."""
-    if cfg.data.image_size:
-        return (cfg.data.image_size, cfg.data.image_size)
-    info = model_info(cfg.model.name)
-    with torch.device("meta"):
-        fixed = getattr(info.builder(), "fixed_input", False)
-    return info.default_input[1:] if fixed or cfg.data.name not in NAMED else None
-
-
-def model_kwargs(cfg: Config) -> dict[str, Any]:
-    """Build options recorded in model.json: auxiliary classifiers on for models that have them."""
-    params = inspect.signature(model_info(cfg.model.name).builder).parameters
-    return {"aux_logits": True} if "aux_logits" in params and cfg.model.aux_weight > 0 else {}
+from .optim import build_optimizer, build_scheduler, l1_penalty, weight_params
+from .task import Task
 
 
 def preflight(model: nn.Module, data: DataSplits) -> None:
@@ -82,63 +60,44 @@ def set_dropout(model: nn.Module, p: float | None) -> None:
             m.p = p
 
 
-def model_card(cfg: Config, model: nn.Module, data: DataSplits, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The contents of ``model.json``: enough to rebuild the model and preprocess an image for it."""
-    h, w = data.image_size
-    pre = {"mode": "L" if data.in_chans == 1 else "RGB", "resize": [h, w], "scale": 255.0}
-    return {
-        "cnnkit_version": __version__,
-        "model": cfg.model.name,
-        "model_kwargs": kwargs,
-        "num_classes": len(data.classes),
-        "classes": data.classes,
-        "input": {"channels": data.in_chans, "height": h, "width": w},
-        "preprocessing": {**pre, "mean": list(model.mean), "std": list(model.std)},
-        "data": data.source,
-        "created": datetime.now().isoformat(timespec="seconds"),
-    }
-
-
-def keep_spec(card: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+def keep_spec(model_name: str, run_dir: Path) -> str:
     """A run trained from a layer-list YAML spec carries a copy (``model_spec.yaml``), so it loads anywhere."""
-    if card["model"].endswith((".yaml", ".yml")):
-        from ..explain.spec import resolve_spec_path
+    if model_name.endswith((".yaml", ".yml")):
+        from ..models.spec import resolve_spec_path
 
-        write_text(run_dir / "model_spec.yaml", resolve_spec_path(card["model"]).read_text())
-        card = {**card, "model": "model_spec.yaml"}
-    return card
+        write_text(run_dir / "model_spec.yaml", resolve_spec_path(model_name).read_text())
+        return "model_spec.yaml"
+    return model_name
 
 
 class Trainer:
     """Holds everything one run needs; :meth:`fit` runs the epochs and writes the run directory."""
 
-    def __init__(self, cfg: Config, run_dir: Path, log=print, progress: bool | None = None) -> None:
-        self.cfg, self.run_dir, self.progress = cfg, run_dir, progress
+    def __init__(self, cfg: Config, run_dir: Path, task: Task, log=print, progress: bool | None = None) -> None:
+        self.cfg, self.run_dir, self.task, self.progress = cfg, run_dir, task, progress
+        cfg.model.name = cfg.model.name or task.default_model
         self.device = resolve_device(cfg.train.device)
         self.dist = distributed.setup(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         self.log = log if self.dist.is_main else (lambda *_: None)
         seed_everything(cfg.train.seed)
-        self.dtype = resolve_precision(cfg.train.precision, self.device)
-        self.data = load_data(cfg.data, seed=cfg.train.seed, image_size=input_size(cfg))
+        self.dtype, self.precision_reason = choose_precision(cfg.train.precision, self.device)
+        self.data = task.load_data(cfg)
         if len(self.data.train) == 0:
             raise CnnkitError(f"expected training images in {self.data.source!r}, found none")
         self.build_model()
         self.build_optimisation()
         self.epoch, self.step_in_epoch, self.partial = 0, 0, {}
         self.best, self.best_epoch, self.stale, self.history = -math.inf, 0, 0, []
-        self.skipped_steps, self.tb = 0, None
+        self.skipped_steps, self.tb, self.resumed = 0, None, False
 
     def build_model(self) -> None:
         cfg = self.cfg
-        self.kwargs = model_kwargs(cfg)
-        self.model = create_model(cfg.model.name, num_classes=len(self.data.classes), in_chans=self.data.in_chans,
-                                  pretrained=cfg.model.pretrained, weights=cfg.model.weights,
-                                  **self.kwargs)  # fmt: skip
-        if not transfer.is_pretrained(cfg):
+        self.model = self.task.build_model(cfg, self.data)
+        if not is_pretrained(cfg):
             init_weights(self.model, cfg.model.init)
-        self.freeze = transfer.FreezePlan.from_config(self.model, cfg, self.dist.enabled)
+        self.freeze = FreezePlan.from_config(self.model, cfg, self.dist.enabled)
         self.freeze.apply(self.model)  # the groups frozen for the whole run
         set_dropout(self.model, cfg.model.dropout)
         preflight(self.model, self.data)
@@ -155,33 +114,27 @@ class Trainer:
             raise CnnkitError(f"expected train.batch_size a positive integer or 'full', found {bs!r}")
         self.batch_size = max(1, (n if bs == "full" else bs) // self.dist.world)
         self.steps_per_epoch = -(-(n // self.dist.world) // self.batch_size)
-        self.opt = build_optimizer(self.model, cfg.optim, transfer.optimizer_groups(self.model, cfg))
+        self.opt = build_optimizer(self.model, cfg.optim, optimizer_groups(self.model, cfg))
         self.sched = build_scheduler(self.opt, cfg.optim, self.steps_per_epoch, cfg.train.epochs)
-        weights = class_weights(self.data.train_labels(), len(self.data.classes), cfg.train.class_weights)
-        self.objective = Objective(self.model, label_smoothing=cfg.train.label_smoothing, weight=weights,
-                                   aux_weight=cfg.model.aux_weight, l1=cfg.optim.l1)  # fmt: skip
-        self.augment = BatchAugment(preset(cfg.data.augment, self.data.image_size, cfg.data.name))
-        self.mix = self.build_mix()
+        self.task.setup(cfg, self.data, self.model)
+        self.l1_params = weight_params(self.model) if cfg.optim.l1 else []
         fp16 = self.dtype == torch.float16
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16)
-        if cfg.train.monitor not in MONITORS:
-            raise CnnkitError(f"expected train.monitor one of {', '.join(MONITORS)}, found {cfg.train.monitor!r}")
+        self.monitor = cfg.train.monitor or self.task.default_monitor
+        if self.monitor not in self.task.monitors:
+            raise CnnkitError(
+                f"expected train.monitor one of {', '.join(self.task.monitors)} for the {self.task.name} task,"
+                f" found {self.monitor!r}"
+            )
         if cfg.train.on_nonfinite not in ("stop", "skip"):
             raise CnnkitError(f"expected train.on_nonfinite stop or skip, found {cfg.train.on_nonfinite!r}")
-
-    def build_mix(self) -> v2.Transform | None:
-        k, d = len(self.data.classes), self.cfg.data
-        choices = [t for t, p in ((v2.MixUp(num_classes=k), d.mixup), (v2.CutMix(num_classes=k), d.cutmix)) if p > 0]
-        if not choices:
-            return None
-        return v2.RandomApply([v2.RandomChoice(choices)], p=min(1.0, d.mixup + d.cutmix))
 
     # ---- one epoch -------------------------------------------------------------------------------------------
     def train_epoch(self) -> dict[str, float]:
         cfg = self.cfg.train
         self.net.train()
         self.freeze.apply(self.model, self.epoch)  # head-only epochs first; frozen BatchNorm stays in eval mode
-        st = self.partial or {"seen": 0, "loss_sum": 0.0, "correct": 0, "seconds": 0.0}
+        st = self.partial or {"seen": 0, "loss_sum": 0.0, "stats": {}, "seconds": 0.0}
         t0 = time.perf_counter() - st["seconds"]
         order = batches(self.data.train, self.batch_size, shuffle=True, seed=cfg.seed * 100_003 + self.epoch,
                         num_workers=self.cfg.data.num_workers, skip=self.step_in_epoch,
@@ -189,32 +142,36 @@ class Trainer:
         bar = tqdm(order, total=self.steps_per_epoch, initial=self.step_in_epoch, unit="batch", leave=False,
                    desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=self.bar_disabled())  # fmt: skip
         for x, y in bar:
-            loss, correct = self.step(x, y)
+            loss, stats = self.step(x, y)
             self.step_in_epoch += 1
-            st["seen"] += len(y)
-            st["loss_sum"] += loss * len(y)
-            st["correct"] += correct
+            st["seen"] += len(x)
+            st["loss_sum"] += loss * len(x)
+            for k, v in stats.items():
+                st["stats"][k] = st["stats"].get(k, 0.0) + v
             st["seconds"] = time.perf_counter() - t0
-            bar.set_postfix(loss=f"{st['loss_sum'] / st['seen']:.3f}", acc=f"{st['correct'] / st['seen']:.3f}",
+            shown = {k: f"{v / st['seen']:.3f}" for k, v in list(st["stats"].items())[:2]}
+            bar.set_postfix(loss=f"{st['loss_sum'] / st['seen']:.3f}", **shown,
                             img_s=f"{st['seen'] * self.dist.world / st['seconds']:.0f}")  # fmt: skip
             if cfg.save_every_steps and self.step_in_epoch % cfg.save_every_steps == 0:
                 self.partial = st
                 self.save_last()
         self.step_in_epoch, self.partial = 0, {}
         seen, seconds = st["seen"], st["seconds"]
-        return {"train_loss": st["loss_sum"] / seen, "train_accuracy": st["correct"] / seen,
+        stats = {f"train_{k}": v / seen for k, v in st["stats"].items()}
+        return {"train_loss": st["loss_sum"] / seen, **stats,
                 "epoch_time_s": seconds, "images_per_s": seen * self.dist.world / seconds}  # fmt: skip
 
     def bar_disabled(self) -> bool | None:
         return True if not self.dist.is_main else (None if self.progress is None else not self.progress)
 
-    def step(self, x: Tensor, y: Tensor) -> tuple[float, int]:
-        """One optimizer step on a uint8 batch x: Tensor[B, C, H, W], y: Tensor[B] -> (loss, correct count)."""
-        x, target = self.normalize(self.augment(x)), y.to(self.device)
-        if self.mix is not None:
-            x, target = self.mix(x, target)  # soft targets Tensor[B, K]
+    def step(self, x: Tensor, y: Any) -> tuple[float, dict[str, float]]:
+        """One optimizer step on a uint8 batch x: Tensor[B, C, H, W] with the task's targets y
+        -> (loss, the task's per-batch statistics)."""
+        x, target = self.task.prepare(x, y, self.normalize)
         with autocast(self.device, self.dtype):
-            loss, logits = self.objective(self.net(x), target)
+            loss, stats = self.task.loss(self.net(x), target)
+        if self.l1_params:  # explicit L1 on the weights (the notes' L1 regularisation)
+            loss = loss + self.cfg.optim.l1 * l1_penalty(self.l1_params).to(loss.device)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.opt)
@@ -222,11 +179,11 @@ class Trainer:
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         if not (torch.isfinite(loss) and torch.isfinite(norm)):
             self.non_finite(loss, norm)
-            return float("nan"), 0
+            return float("nan"), {}
         self.scaler.step(self.opt)
         self.scaler.update()
         self.sched.step()
-        return loss.item(), int((logits.argmax(1).cpu() == y).sum())
+        return loss.item(), stats
 
     def non_finite(self, loss: Tensor, norm: Tensor) -> None:
         """Stop (default) or skip the step; never write non-finite weights."""
@@ -243,17 +200,15 @@ class Trainer:
         self.log(f"skipped a step with {what} at {where}")
 
     def validate(self) -> dict[str, float]:
-        logits, labels = collect_logits(self.model, self.data.val, self.normalize, dtype=self.dtype)
-        if len(labels) == 0:
-            return {"val_loss": math.nan, "val_accuracy": math.nan, "val_macro_f1": math.nan}
-        m = classification_metrics(logits, labels)
-        f1 = multiclass_f1_score(logits, labels, num_classes=logits.shape[1], average="macro").item()
-        return {"val_loss": m["loss"], "val_accuracy": m["top1_accuracy"], "val_macro_f1": f1}
+        return self.task.validate(self.model, self.data.val, self.normalize, self.dtype)
 
     # ---- the run ---------------------------------------------------------------------------------------------
     def fit(self) -> Path:
         """Train the remaining epochs, checkpointing after each; returns the run directory."""
-        self.write_static_files()
+        if self.resumed:
+            self.check_same_data()
+        else:
+            self.write_static_files()
         t_start = time.perf_counter()
         try:
             while self.epoch < self.cfg.train.epochs and not self.should_stop():
@@ -270,20 +225,18 @@ class Trainer:
     def write_report(self) -> None:
         """The run's report (evaluated on the test split after training; never used to select anything)."""
         if self.dist.is_main and self.cfg.train.report and len(self.data.test):
-            from ..evaluate.report import write_report
-
-            self.log(f"report: {write_report(self.run_dir)}")
+            self.log(f"report: {self.task.report(self.run_dir)}")
 
     def should_stop(self) -> bool:
         patience = self.cfg.train.early_stop_patience
         if patience is not None and self.stale >= patience:
-            self.log(f"early stopping: {self.cfg.train.monitor} has not improved for {patience} epoch(s)")
+            self.log(f"early stopping: {self.monitor} has not improved for {patience} epoch(s)")
             return True
         return False
 
     def end_epoch(self, row: dict[str, float]) -> None:
         self.history.append(row)
-        score = row[self.cfg.train.monitor] * MONITORS[self.cfg.train.monitor]
+        score = row[self.monitor] * self.task.monitors[self.monitor]
         if math.isnan(score):
             score = -row["train_loss"]
         improved = score > self.best
@@ -296,8 +249,7 @@ class Trainer:
             write_text(self.run_dir / "history.csv", history_csv(self.history))
             self.write_plots()
         self.log(
-            f"epoch {row['epoch']}/{self.cfg.train.epochs}  loss {row['train_loss']:.4f}  train acc "
-            f"{row['train_accuracy']:.4f}  val acc {row['val_accuracy']:.4f}  val loss {row['val_loss']:.4f}  "
+            f"epoch {row['epoch']}/{self.cfg.train.epochs}  {epoch_figures(row)}  "
             f"{row['images_per_s']:.0f} img/s  {row['epoch_time_s']:.1f}s{'  *best' if improved else ''}"
         )
 
@@ -349,6 +301,7 @@ class Trainer:
     def restore(self) -> None:
         """Continue from ``train_state.pt``: weights, optimizer, schedule, scaler, RNGs and position."""
         state = load_state(self.run_dir / "train_state.pt")
+        self.resumed = True
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
@@ -360,17 +313,42 @@ class Trainer:
         np.random.set_state(("MT19937", np.array(np_state["key"], dtype=np.uint32), np_state["pos"]))
         random.setstate((3, tuple(state["rng"]["python"]), None))
 
+    def run_card(self) -> RunCard:
+        """What ``model.json`` records: enough to rebuild the model, preprocess an image and check the data."""
+        cfg, data, model = self.cfg, self.data, self.model
+        (h, w), c = data.image_size, data.in_chans
+        pre = {"mode": "L" if c == 1 else "RGB", "resize": [h, w], "scale": 255.0}
+        fields = self.task.card_fields(cfg, data)
+        return RunCard(
+            task=self.task.name, model=keep_spec(cfg.model.name, self.run_dir), num_classes=len(data.classes),
+            classes=list(data.classes), input=InputSpec(c, h, w),
+            preprocessing={**pre, "mean": list(model.mean), "std": list(model.std)},
+            data=data.source, created=datetime.now().isoformat(timespec="seconds"), cnnkit_version=__version__,
+            precision=str(self.dtype or torch.float32).replace("torch.", ""),
+            precision_reason=self.precision_reason, split=self.split_summary, **self.freeze.card(),
+            pretrained=pretrained_fields(model), **fields,
+        )  # fmt: skip
+
     def write_static_files(self) -> None:
         if not self.dist.is_main:
             return
         write_text(self.run_dir / "config.yaml", dump_yaml(self.cfg))
-        card = keep_spec(model_card(self.cfg, self.model, self.data, self.kwargs), self.run_dir)
-        write_json(self.run_dir / "model.json", {**card, **transfer.model_card_fields(self.model, self.freeze)})
+        self.split_summary, members = self.data.split_record()
+        write_json(self.run_dir / SPLIT, members)
+        write_card(self.run_dir, self.run_card())
         if self.data.skipped:
             write_text(self.run_dir / "skipped_files.txt", "".join(f"{p}\t{r}\n" for p, r in self.data.skipped))
             for p, r in self.data.skipped:
                 self.log(f"skipped {p}: {r}")
             self.log(f"{len(self.data.skipped)} bad file(s) skipped; listed in {self.run_dir / 'skipped_files.txt'}")
+
+    def check_same_data(self) -> None:
+        """Resume only on the examples the run started with (its card's split hashes)."""
+        from ..data.splits import check_split
+
+        card = read_card(self.run_dir)
+        for split in ("train", "val"):
+            check_split(card, self.run_dir, self.data, split, action="resume")
 
     def write_metrics(self, seconds: float) -> None:
         if not self.dist.is_main:
@@ -378,12 +356,13 @@ class Trainer:
         best = self.history[self.best_epoch - 1] if self.best_epoch else {}
         speeds = [r["images_per_s"] for r in self.history]
         write_json(self.run_dir / "metrics.json", {
-            "best_epoch": self.best_epoch, "monitor": self.cfg.train.monitor,
-            **{k: best.get(k) for k in ("val_accuracy", "val_loss", "val_macro_f1")},
+            "best_epoch": self.best_epoch, "monitor": self.monitor,
+            **{k: best.get(k) for k in self.task.monitors},
             "epochs": self.epoch, "train_time_s": round(seconds, 2),
             "images_per_s": round(float(np.mean(speeds)), 1) if speeds else None,
             "device": str(self.device), "processes": self.dist.world,
             "precision": str(self.dtype or torch.float32).replace("torch.", ""),
+            "precision_reason": self.precision_reason,
             "num_train": len(self.data.train), "num_val": len(self.data.val), "num_test": len(self.data.test),
         })  # fmt: skip
 
@@ -406,19 +385,34 @@ def new_run_dir(cfg: Config) -> Path:
     return Path("runs") / f"{Path(cfg.model.name).stem}-{Path(cfg.data.name).name}-{stamp}"
 
 
-def train(cfg: Config, log=print, progress: bool | None = None) -> Path:
-    """Train a new run from ``cfg``; returns its run directory."""
+def resolve_paths(cfg: Config) -> Config:
+    """Store every path in the config resolved, so the run evaluates and resumes from any working directory."""
+    d, m = cfg.data, cfg.model
+    if d.name not in NAMED and Path(d.name).exists():
+        d.name = str(Path(d.name).resolve())
+    d.data_dir = str(Path(d.data_dir).resolve()) if d.data_dir else None
+    m.weights = str(Path(m.weights).resolve()) if m.weights and Path(m.weights).exists() else m.weights
+    if m.name and m.name.endswith((".yaml", ".yml")) and Path(m.name).exists():
+        m.name = str(Path(m.name).resolve())
+    return cfg
+
+
+def train(cfg: Config, task: Task, log=print, progress: bool | None = None) -> Path:
+    """Train a new run of ``task`` from ``cfg``; returns its run directory."""
+    cfg.model.name = cfg.model.name or task.default_model
+    resolve_paths(cfg)
     run_dir = new_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    return Trainer(cfg, run_dir, log, progress).fit()
+    return Trainer(cfg, run_dir, task, log, progress).fit()
 
 
-def resume(run_dir: str | Path, log=print, progress: bool | None = None) -> Path:
-    """Continue an interrupted run from its last checkpoint, with the run's own ``config.yaml``."""
+def resume(run_dir: str | Path, task: Task, log=print, progress: bool | None = None) -> Path:
+    """Continue an interrupted run from its last checkpoint, with the run's own ``config.yaml``, on the data it
+    was trained on (a dataset that changed since is refused)."""
     run_dir = Path(run_dir)
     if not (run_dir / "train_state.pt").exists():
         raise CnnkitError(f"expected a run directory with train_state.pt, found none in {str(run_dir)!r}")
-    trainer = Trainer(from_dict(load_yaml(run_dir / "config.yaml")), run_dir, log, progress)
+    trainer = Trainer(from_dict(load_yaml(run_dir / "config.yaml")), run_dir, task, log, progress)
     trainer.restore()
     log(f"resuming {run_dir} at epoch {trainer.epoch + 1}, step {trainer.step_in_epoch}")
     return trainer.fit()

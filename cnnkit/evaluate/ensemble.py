@@ -2,8 +2,8 @@
 
 An ensemble averages its members' class probabilities (``mode="prob"``) or their logits (``mode="logit"``);
 TTA averages a model's predictions on an image and on its horizontal mirror image, in the same mode. Flips are
-refused for datasets where a mirrored image is another class or none (handwritten digits); the rule lives in
-:data:`NO_FLIP` here, not in ``model.json``, because it is a property of the data, not of the model.
+refused for datasets where a mirrored image is another class or none (handwritten digits): the data's
+``data.hflip`` says so, a property of the data, not of the model.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..data.augment import NOT_MIRRORABLE
 from ..errors import CnnkitError
 from .metrics import collect_logits, score
 from .runs import EvalSet, Member, load_eval_set, load_member
 
 MODES = ("prob", "logit")
-NO_FLIP = frozenset({"digits"})  # datasets whose images must not be mirrored (a flipped "2" is no 2)
 
 
 def combine(log_probs: Sequence[Tensor], mode: str = "prob") -> Tensor:
@@ -39,9 +39,10 @@ def combine(log_probs: Sequence[Tensor], mode: str = "prob") -> Tensor:
     return torch.log_softmax(stack.mean(0), -1)
 
 
-def check_flips(data: str) -> None:
-    """Raise when horizontal-flip TTA would change what the images of ``data`` show."""
-    if data in NO_FLIP:
+def check_flips(data: str, hflip: bool | None = None) -> None:
+    """Raise when horizontal-flip TTA would change what the images of ``data`` show (``data.hflip`` false; by
+    default, for the known handwriting datasets)."""
+    if not (hflip if hflip is not None else data not in NOT_MIRRORABLE):
         raise CnnkitError(
             f"expected a dataset whose images may be mirrored for --tta, found {data!r} (a mirrored digit is"
             " another character or none); drop --tta"
@@ -124,7 +125,8 @@ def evaluate(
         raise CnnkitError(f"expected one run, found {len(runs)}; pass --ensemble to combine them")
     members = [load_member(r) for r in runs]
     if tta:
-        check_flips(data or members[0].cfg.data.name)
+        ref = members[0].cfg.data
+        check_flips(data or ref.name, ref.hflip if data is None else None)
     ev = load_eval_set(members, data, split, data_dir)
     preds = [predict_member(m, ev, tta, mode) for m in members]
     combined = {variant: combine([p[variant] for p in preds], mode) for variant in preds[0]} if ensemble else None

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 from torchmetrics.functional.classification import multiclass_accuracy
 
-from ..engine.runtime import Normalize, autocast, batches
+from ..runtime import Normalize, autocast, batches
 
 
 @torch.no_grad()

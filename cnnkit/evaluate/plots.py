@@ -6,24 +6,14 @@ Every plot has a title, labelled axes and class names, never bare class indices.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from ..engine.checkpoint import atomic_write
-
-
-def save_png(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
-    """Render ``fig`` to PNG and write it atomically to ``path``."""
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
+from ..io import save_figure
 
 
 def plot_confusion(
@@ -50,7 +40,7 @@ def plot_confusion(
                 if counts[t, p]:
                     white = rates[t, p] > 0.5
                     ax.text(p, t, str(counts[t, p]), ha="center", va="center", color="white" if white else "black")
-    return save_png(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_gallery(
@@ -78,4 +68,4 @@ def plot_gallery(
         ax.imshow(a[..., 0] if a.shape[2] == 1 else a, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         ax.set_title(f"pred {p} {pp:.0%}\ntrue {t} {pt:.0%}", fontsize=8, color="black" if t == p else "firebrick")
     fig.suptitle(title)
-    return save_png(fig, path)
+    return save_figure(fig, path)

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from ..engine.checkpoint import atomic_write, write_text
 from ..errors import CnnkitError
+from ..io import atomic_write, write_text
 
 FORMATS = (".csv", ".npz")
 

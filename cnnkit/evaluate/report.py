@@ -12,8 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..engine.checkpoint import write_text
 from ..engine.plots import plot_curves
+from ..io import write_text
+from ..runcard import read_card
 from .analysis import write_gallery
 from .ensemble import evaluate
 from .plots import plot_confusion
@@ -55,13 +56,13 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _overview(run_dir: Path, m: dict[str, Any]) -> list[Block]:
-    card, trained = _read_json(run_dir / "model.json"), _read_json(run_dir / "metrics.json")
-    inp = card.get("input", {})
+    card, trained = read_card(run_dir), _read_json(run_dir / "metrics.json")
+    inp = card.input
     rows = [
-        ["model", str(card.get("model", "?"))],
-        ["trained on", str(card.get("data", "?"))],
-        ["classes", ", ".join(card.get("classes", []))],
-        ["input", f"{inp.get('channels', '?')} × {inp.get('height', '?')} × {inp.get('width', '?')}"],
+        ["model", card.model],
+        ["trained on", card.data or "?"],
+        ["classes", ", ".join(card.classes)],
+        ["input", f"{inp.channels} × {inp.height} × {inp.width}"],
         ["epochs (best)", f"{trained.get('epochs', '?')} ({trained.get('best_epoch', '?')})"],
         ["best validation accuracy", fmt(trained.get("val_accuracy"))],
     ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from ..engine.checkpoint import write_text
+from ..io import write_text
 from .summary import LayerRow, Summary, format_shape, human
 
 COLOURS = {

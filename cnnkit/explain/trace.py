@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from fractions import Fraction
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from ..conv.ops import formula
+from ..conv.ops import exact_size, formula
 from ..errors import CnnkitError
 
 CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
@@ -329,7 +328,7 @@ def window_check(tracer: Tracer, x: Tensor, k, s, p, d, ceil: bool) -> list[str]
     for axis, n in zip(("rows", "columns"), x.shape[-2:]):
         i = 0 if axis == "rows" else 1
         ke = d[i] * (k[i] - 1) + 1
-        exact = Fraction(int(n) + 2 * p[i] - ke, s[i]) + 1
+        exact = exact_size(int(n), k[i], s[i], p[i], d[i])
         text = formula(int(n), ke, s[i], p[i])
         if exact < 1:
             raise ShapeError(

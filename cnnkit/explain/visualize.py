@@ -21,10 +21,10 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 from torchvision.utils import make_grid
 
-from ..conv.figure import save_figure
 from ..conv.kernels import KERNELS
 from ..conv.ops import filter2d
 from ..errors import CnnkitError
+from ..io import save_figure
 
 HAND_MADE = ("edge1", "edge3", "sobel_x", "sobel_y", "sharpen", "gaussian3")
 

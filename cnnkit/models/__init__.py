@@ -18,7 +18,7 @@ from . import (  # noqa: F401  (importing a family registers its models)
     zfnet,
 )
 from ._contract import AuxOutput, Classifier, count_parameters, parameter_groups, split_aux
-from ._registry import ModelInfo, create_model, list_models, model_info, register_model
+from ._registry import ModelInfo, create_model, list_models, model_info, model_rows, register_model
 
 __all__ = [
     "AuxOutput",
@@ -28,6 +28,7 @@ __all__ = [
     "create_model",
     "list_models",
     "model_info",
+    "model_rows",
     "parameter_groups",
     "register_model",
     "split_aux",

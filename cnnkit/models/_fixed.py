@@ -10,11 +10,9 @@ The message walks the layers that change the spatial size with the output-size f
 
 from __future__ import annotations
 
-import math
-from fractions import Fraction
-
 from torch import Tensor, nn
 
+from ..conv.ops import exact_size, rounded_size
 from ..errors import CnnkitError
 
 Step = tuple[str, int, int, int, bool]  # label, kernel, stride, padding, ceil_mode
@@ -49,8 +47,7 @@ def trace(steps: list[Step], size: int) -> tuple[str, int]:
     """The arithmetic of ``steps`` applied to ``size``, and the size PyTorch ends with (it rounds fractions)."""
     parts = []
     for label, k, s, p, ceil in steps:
-        exact = Fraction(size + 2 * p - k, s) + 1
-        out = math.ceil(exact) if ceil else math.floor(exact)
+        exact, out = exact_size(size, k, s, p), rounded_size(size, k, s, p, ceil=ceil)
         value = str(exact) if exact.denominator == 1 else f"{float(exact):g} -> {out}"
         parts.append(f"{label} ({size}{f' + 2·{p}' if p else ''} − {k})/{s} + 1 = {value}")
         size = out

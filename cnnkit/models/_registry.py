@@ -65,10 +65,10 @@ def list_models(pattern: str = "*") -> list[str]:
 def model_info(name: str) -> ModelInfo:
     """The registry entry for ``name``; a did-you-mean error for unknown names.
 
-    A name ending in ``.yaml``/``.yml`` is a layer-list file, built by ``cnnkit.explain.spec``.
+    A name ending in ``.yaml``/``.yml`` is a layer-list file, built by ``cnnkit.models.spec``.
     """
     if name.endswith((".yaml", ".yml")):
-        from ..explain.spec import spec_info  # lazy: the spec builder imports this module
+        from .spec import spec_info  # lazy: the spec builder imports this module
 
         return spec_info(name)
     if name not in _REGISTRY:
@@ -102,3 +102,20 @@ def create_model(name: str, *, pretrained: bool = False, weights: str | None = N
 
         return build_pretrained(name, build, weights, **kwargs)
     return build(**kwargs)
+
+
+def model_rows(pattern: str = "*") -> list[dict]:
+    """One dict per registered model: name, family, paper, parameters (default head), default_input."""
+    rows = []
+    for name in list_models(pattern):
+        info = model_info(name)
+        rows.append(
+            {
+                "name": name,
+                "family": info.family,
+                "paper": info.paper,
+                "parameters": info.parameters(),
+                "default_input": list(info.default_input),
+            }
+        )
+    return rows

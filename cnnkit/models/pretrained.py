@@ -36,8 +36,8 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from ..data.download import download, sha256_file
-from ..data.fashion_mnist import cache_dir
 from ..errors import CnnkitError
+from ..io import cache_dir
 from ._contract import IMAGENET_MEAN, IMAGENET_STD, channel_stats
 from .efficientnet import LITE_MEAN, LITE_STD
 

@@ -11,10 +11,10 @@ from torch import nn
 from cnnkit.config import OptimConfig
 from cnnkit.data.augment import BatchAugment, auto_preset, preset
 from cnnkit.engine.init import init_weights
-from cnnkit.engine.loss import Objective, class_weights
-from cnnkit.engine.optim import build_optimizer, decay_groups, lr_factor
+from cnnkit.engine.optim import build_optimizer, decay_groups, l1_penalty, lr_factor, weight_params
 from cnnkit.models import create_model
 from cnnkit.models._contract import AuxOutput
+from cnnkit.tasks.objective import Objective, class_weights
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
@@ -66,11 +66,11 @@ def test_l1_drives_weights_to_zero():
 
     def fit(l1: float) -> torch.Tensor:
         model = nn.Linear(20, 1, bias=False)
-        objective = Objective(model, l1=l1)
+        params = weight_params(model)  # what the trainer penalises: optim.l1 × l1_penalty(params)
         opt = torch.optim.SGD(model.parameters(), lr=0.01)
         for _ in range(1500):
             pred = model(x).squeeze(1)
-            loss = ((pred - y) ** 2).mean() + (objective.l1 * sum(p.abs().sum() for p in objective.l1_params))
+            loss = ((pred - y) ** 2).mean() + l1 * l1_penalty(params)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -111,18 +111,17 @@ def test_init_schemes_scale_by_fan_in(scheme):
 
 
 def test_auxiliary_losses_are_weighted():
-    model = nn.Linear(2, 3)
     logits, aux1, aux2 = torch.randn(3, 4, 3).unbind(0)
     y = torch.tensor([0, 1, 2, 0])
     ce = nn.functional.cross_entropy
-    total, main = Objective(model, aux_weight=0.3)(AuxOutput(logits, [aux1, aux2]), y)
+    total, main = Objective(aux_weight=0.3)(AuxOutput(logits, [aux1, aux2]), y)
     assert torch.equal(main, logits)
     assert total.item() == pytest.approx((ce(logits, y) + 0.3 * ce(aux1, y) + 0.3 * ce(aux2, y)).item(), rel=1e-6)
 
 
 def test_googlenet_trains_with_its_auxiliary_heads():
     from cnnkit.config import build_config
-    from cnnkit.engine.trainer import model_kwargs
+    from cnnkit.tasks.classify import model_kwargs
 
     assert model_kwargs(build_config(sets=["model.name=googlenet"])) == {"aux_logits": True}
     assert model_kwargs(build_config(sets=["model.name=googlenet", "model.aux_weight=0"])) == {}

@@ -15,11 +15,14 @@ import torch
 from safetensors.torch import load_file
 
 from cnnkit.config import build_config
-from cnnkit.engine import Trainer, resume, train
+from cnnkit.engine import Trainer
 from cnnkit.engine.checkpoint import load_state
-from cnnkit.engine.history import HISTORY_COLUMNS
 from cnnkit.errors import CnnkitError
+from cnnkit.tasks import resume, train
+from cnnkit.tasks.classify import Classify
 
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_macro_f1", "lr",
+                   "epoch_time_s", "images_per_s")  # fmt: skip
 RUN_FILES = {"model.safetensors", "train_state.pt", "model.json", "config.yaml", "history.csv", "metrics.json",
              "curves.png", "report.html", "report.md"}  # fmt: skip
 QUIET = {"log": lambda *_: None, "progress": False}
@@ -56,7 +59,7 @@ def test_train_state_loads_with_weights_only(digits_run):
 
 def test_resume_at_an_epoch_boundary_is_bit_exact(tmp_path):
     full = train(digits_cfg(tmp_path / "full", "train.epochs=3"), **QUIET)
-    trainer = Trainer(digits_cfg(tmp_path / "cut", "train.epochs=3"), tmp_path / "cut", **QUIET)
+    trainer = Trainer(digits_cfg(tmp_path / "cut", "train.epochs=3"), tmp_path / "cut", Classify(), **QUIET)
     trainer.write_static_files()
     row = {"epoch": 1, "lr": 0.0, **trainer.train_epoch(), **trainer.validate()}
     trainer.epoch = 1
@@ -125,7 +128,7 @@ def test_non_finite_loss_stops_and_keeps_no_bad_weights(tmp_path):
 
 
 def test_nan_injection_is_skipped_when_asked(tmp_path, monkeypatch):
-    from cnnkit.engine import loss
+    from cnnkit.tasks import objective as loss
 
     calls = {"n": 0}
     original = loss.Objective.__call__

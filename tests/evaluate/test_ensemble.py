@@ -16,6 +16,7 @@ from cnnkit.evaluate import combine
 from cnnkit.evaluate.ensemble import check_flips, predict_member
 from cnnkit.evaluate.runs import EvalSet, Member
 from cnnkit.predict import Predictor
+from cnnkit.runcard import InputSpec, RunCard
 
 
 def test_combine_averages_probabilities_or_logits():
@@ -35,14 +36,16 @@ def test_combine_averages_probabilities_or_logits():
 def _toy_member_and_set() -> tuple[Member, EvalSet, nn.Module, torch.Tensor]:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
-    card = {
-        "classes": ["a", "b", "c"],
-        "input": {"channels": 1},
-        "preprocessing": {"resize": [4, 4], "mean": [0.5], "std": [0.25]},
-    }
+    card = RunCard(
+        model="toy",
+        num_classes=3,
+        classes=["a", "b", "c"],
+        input=InputSpec(1, 4, 4),
+        preprocessing={"resize": [4, 4], "mean": [0.5], "std": [0.25]},
+    )
     images = torch.randint(0, 256, (10, 1, 4, 4), dtype=torch.uint8)
     ds = TensorImages(images, torch.arange(10) % 3)
-    ev = EvalSet("toy", "test", card["classes"], ds.labels, list(range(10)), {(4, 4): ds})
+    ev = EvalSet("toy", "test", card.classes, ds.labels, list(range(10)), {(4, 4): ds})
     return Member(Path("toy"), Predictor(model, card), Config()), ev, model, images
 
 

@@ -10,8 +10,9 @@ import torch
 import cnnkit
 from cnnkit.errors import CnnkitError
 from cnnkit.explain import load_spec, summarize
-from cnnkit.explain.spec import SPEC_DIR
 from cnnkit.models import Classifier, count_parameters, parameter_groups
+from cnnkit.models.spec import SPEC_DIR
+from cnnkit.runcard import model_path
 
 TINY = """
 name: tiny
@@ -116,7 +117,7 @@ def test_train_a_spec_and_predict_from_its_run(tmp_path, cli):
     assert code == 0, err
     Path(spec).unlink()  # the run carries its own copy of the spec
     run = cnnkit.load(out)
-    assert (out / "model_spec.yaml").is_file() and run.card["model"] == str(out / "model_spec.yaml")
+    assert (out / "model_spec.yaml").is_file() and model_path(run.card, out) == str(out / "model_spec.yaml")
     assert len(run.classes) == 10
     digit = (torch.rand(8, 8) * 255).to(torch.uint8)[None]
     assert run.predict_proba([digit]).shape == (1, 10)

@@ -66,7 +66,7 @@ def test_features_command_writes_features_and_scores_a_classifier(cli, tmp_path:
 
 def test_imagenet_predictions_for_sample_photos(photos: dict[str, np.ndarray]) -> None:
     predictor = Predictor.from_pretrained("efficientnet_lite0")
-    assert len(predictor.classes) == 1000 and predictor.card["preprocessing"]["center_crop"] == [224, 224]
+    assert len(predictor.classes) == 1000 and predictor.card.preprocessing["center_crop"] == [224, 224]
     preds = dict(zip(photos, predictor.predict(photos.values(), topk=5)))
     assert preds["chelsea"].label in CATS and preds["coffee"].label == "espresso"
     for name, pred in preds.items():

@@ -9,13 +9,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cnnkit import transfer
 from cnnkit.config import Config, OptimConfig, TrainConfig, build_config
+from cnnkit.engine import freeze as transfer
 from cnnkit.engine.checkpoint import load_state
 from cnnkit.engine.trainer import Trainer
 from cnnkit.errors import CnnkitError
 from cnnkit.models import create_model, parameter_groups
 from cnnkit.predict import Predictor
+from cnnkit.tasks.classify import Classify
 from tests.conftest import make_folder
 
 LITE_GROUPS = ["stem", "stage1", "stage2", "stage3", "stage4", "head"]
@@ -109,7 +110,7 @@ def test_two_phase_fine_tuning_run(tmp_path: Path, capsys) -> None:
         sets.append("train.report=false")
     run = tmp_path / "run"
     run.mkdir()
-    trainer = Trainer(build_config(sets=sets), run, log=lambda *_: None, progress=False)
+    trainer = Trainer(build_config(sets=sets), run, Classify(), log=lambda *_: None, progress=False)
     start = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.fit()
     last = load_state(run / "train_state.pt")["model"]

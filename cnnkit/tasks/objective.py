@@ -1,11 +1,11 @@
-"""The training objective: cross-entropy (hard or MixUp/CutMix soft targets, label smoothing, class weights),
-auxiliary classifier losses, and an explicit L1 penalty."""
+"""The classification objective: cross-entropy (hard or MixUp/CutMix soft targets, label smoothing, class
+weights) and auxiliary classifier losses. The L1 penalty is the engine's (it applies to every task)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..errors import CnnkitError
 from ..models._contract import split_aux
@@ -24,10 +24,8 @@ def class_weights(labels: Tensor, num_classes: int, mode: str) -> Tensor | None:
 class Objective:
     """loss(output, target) for a model output (logits or ``AuxOutput``) and a target Tensor[B] or Tensor[B, K]."""
 
-    def __init__(self, model: nn.Module, *, label_smoothing: float = 0.0, weight: Tensor | None = None,
-                 aux_weight: float = 0.3, l1: float = 0.0) -> None:  # fmt: skip
-        self.label_smoothing, self.weight, self.aux_weight, self.l1 = label_smoothing, weight, aux_weight, l1
-        self.l1_params = [p for p in model.parameters() if p.ndim > 1 and p.requires_grad] if l1 else []
+    def __init__(self, *, label_smoothing: float = 0.0, weight: Tensor | None = None, aux_weight: float = 0.3) -> None:
+        self.label_smoothing, self.weight, self.aux_weight = label_smoothing, weight, aux_weight
 
     def ce(self, logits: Tensor, target: Tensor) -> Tensor:
         w = None if self.weight is None else self.weight.to(logits.device)
@@ -39,6 +37,4 @@ class Objective:
         loss = self.ce(logits, target)
         for a in aux:  # GoogLeNet's auxiliary classifiers: weighted 0.3 in the paper
             loss = loss + self.aux_weight * self.ce(a, target)
-        if self.l1:
-            loss = loss + self.l1 * sum(p.abs().sum() for p in self.l1_params)
         return loss, logits

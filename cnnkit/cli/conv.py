@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from ..errors import CnnkitError
-from .kernels import KERNELS, get_kernel, parse_matrix
-from .ops import MODE_NOTE, filter2d, formula, output_size, same_padding
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +34,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 def format_matrix(m: Tensor, indent: str = "  ") -> str:
     """Tensor[H, W] as aligned rows; whole numbers without decimals, others with 3."""
+    import torch
+
     whole = bool(torch.all(m == m.round()))
     cells = [[f"{v:.0f}" if whole else f"{v:.3f}" for v in row] for row in m.tolist()]
     width = max(len(c) for row in cells for c in row)
@@ -43,6 +44,10 @@ def format_matrix(m: Tensor, indent: str = "  ") -> str:
 
 def mode_lines(kernel: Tensor, mode: str) -> list[str]:
     """Which product was computed and how it relates to the other one, for this kernel."""
+    import torch
+
+    from ..conv.ops import MODE_NOTE
+
     symmetric = bool(torch.equal(kernel, kernel.flip(0, 1)))
     lines = [f"mode: {MODE_NOTE[mode]}"]
     if mode == "convolve":
@@ -57,6 +62,8 @@ def mode_lines(kernel: Tensor, mode: str) -> list[str]:
 
 
 def size_line(shape: tuple[int, int], kernel: Tensor, stride: int, padding: int) -> str:
+    from ..conv.ops import formula, output_size
+
     (h, w), (kh, kw) = shape, kernel.shape
     oh, ow = output_size(h, kh, stride, padding), output_size(w, kw, stride, padding)
     rows = formula(h, kh, stride, padding)
@@ -65,6 +72,8 @@ def size_line(shape: tuple[int, int], kernel: Tensor, stride: int, padding: int)
 
 
 def run_convolve(args: argparse.Namespace) -> int:
+    from ..conv.kernels import get_kernel, parse_matrix
+
     if (args.matrix is None) == (args.image is None):
         raise CnnkitError("expected either an IMAGE file or --matrix, found both or neither; pass exactly one")
     kernel = get_kernel(args.kernel)
@@ -75,6 +84,8 @@ def run_convolve(args: argparse.Namespace) -> int:
 
 def convolve_matrix(x: Tensor, kernel: Tensor, args: argparse.Namespace) -> int:
     """Print input, kernel, the size arithmetic, the mode note and the feature map."""
+    from ..conv.ops import filter2d
+
     padding = args.padding or 0
     out = filter2d(x, kernel, args.stride, padding, args.mode)
     print(f"input {x.shape[0]}×{x.shape[1]}, kernel {kernel.shape[0]}×{kernel.shape[1]}, stride {args.stride},"
@@ -91,8 +102,10 @@ def convolve_matrix(x: Tensor, kernel: Tensor, args: argparse.Namespace) -> int:
 
 def convolve_image(path: str, kernel: Tensor, args: argparse.Namespace) -> int:
     """Filter a grayscale image and write input | output as a PNG."""
+    from ..conv.figure import side_by_side
+    from ..conv.kernels import KERNELS
+    from ..conv.ops import filter2d, same_padding
     from ..data.images import load_image
-    from .figure import side_by_side
 
     if not args.out:
         raise CnnkitError("expected --out OUT.png for an IMAGE (the result is a picture), found none; add --out")
@@ -109,6 +122,8 @@ def convolve_image(path: str, kernel: Tensor, args: argparse.Namespace) -> int:
 
 
 def run_kernels(args: argparse.Namespace) -> int:
+    from ..conv.kernels import KERNELS
+
     if args.json:
         rows = [
             {"name": k.name, "scale": str(k.scale), "values": [list(r) for r in k.values], "description": k.description}

@@ -13,17 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
-from ..engine.checkpoint import read_json
 from ..errors import CnnkitError
-from ..models import create_model, model_info, parameter_groups
-from ..transfer import set_frozen
-from .preflight import parse_input, preflight
-from .summary import format_table, summarize
-from .svg import write_svg
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -45,44 +41,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     v.set_defaults(func=run_visualize)
 
 
-def load_target(
-    target: str, input_text: str | None = None, num_classes: int | None = None
-) -> tuple[nn.Module, tuple[int, int, int], str]:
-    """(model on the meta device, input C×H×W, label) for a registered name, a SPEC.yaml or a run directory."""
-    path = Path(target)
-    shape = parse_input(input_text) if input_text else None
-    if path.is_dir():
-        card = read_json(path / "model.json")
-        inp = card["input"]
-        shape = shape or (inp["channels"], inp["height"], inp["width"])
-        kwargs = card.get("model_kwargs", {})
-        name, label = card["model"], f"{card['model']} (run {path.name})"
-        num_classes = num_classes or card["num_classes"]
-    else:
-        info = model_info(target)
-        shape = shape or info.default_input
-        name, label, kwargs = target, target, {}
-    with torch.device("meta"):
-        model = create_model(name, num_classes=num_classes, in_chans=shape[0], **kwargs)
-    return model, shape, label
-
-
-def frozen_groups(target: str) -> list[str]:
-    """The groups a fine-tuning run kept frozen (``model.json``'s ``frozen_groups``); none for a model name."""
-    path = Path(target)
-    return list(read_json(path / "model.json").get("frozen_groups", [])) if path.is_dir() else []
-
-
-def group_table(model: nn.Module, frozen: list[str]) -> str:
-    """One line per ``group_matcher`` group: parameters and whether the run trained it."""
-    lines = ["groups (stem to head):"]
-    for group, params in parameter_groups(model).items():
-        state = "frozen" if group in frozen else "trained"
-        lines.append(f"  {group:<12} {sum(p.numel() for _, p in params):>12,}  {state}")
-    return "\n".join(lines)
-
-
 def run_explain(args: argparse.Namespace) -> int:
+    from ..engine.freeze import set_frozen
+    from ..explain.preflight import preflight
+    from ..explain.summary import format_table, summarize
+    from ..explain.svg import write_svg
+    from ..explain.targets import frozen_groups, group_table, load_target
+
     model, shape, label = load_target(args.target, args.input, args.num_classes)
     frozen = frozen_groups(args.target)
     set_frozen(model, frozen)  # the totals' trainable count then matches the run
@@ -102,8 +67,10 @@ def run_explain(args: argparse.Namespace) -> int:
 
 
 def run_visualize(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..explain import visualize as vis
     from ..predict import Predictor
-    from . import visualize as vis
 
     pred = Predictor.from_run(args.run, device="cpu")
     model, classes = pred.model.eval(), pred.classes
@@ -135,7 +102,7 @@ def _class_index(value: str, classes: list[str]) -> int:
 
 
 def _gradcam(model: nn.Module, x: torch.Tensor, target: int, classes: list[str], path: Path, head: str) -> Path:
-    from .visualize import default_layers, grad_cam, plot_heatmap
+    from ..explain.visualize import default_layers, grad_cam, plot_heatmap
 
     layer = default_layers(model, x)[-1]
     cam, _ = grad_cam(model, x, target, layer)
@@ -145,7 +112,7 @@ def _gradcam(model: nn.Module, x: torch.Tensor, target: int, classes: list[str],
 def _occlusion(
     model: nn.Module, x: torch.Tensor, target: int, classes: list[str], path: Path, head: str, patch: int | None
 ) -> Path:
-    from .visualize import occlusion, plot_heatmap
+    from ..explain.visualize import occlusion, plot_heatmap
 
     patch = patch or max(2, min(x.shape[-2:]) // 7)
     probs, base = occlusion(model, x, target, patch, max(1, patch // 2))

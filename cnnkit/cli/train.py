@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..config import build_config
-
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model and write a run directory")
-    p.add_argument("--model", help="registered model name (see `cnnkit models`); default smallcnn")
+    p.add_argument("--task", choices=("classify", "localize"), help="what to learn (default classify)")
+    p.add_argument("--model", help="registered model name (see `cnnkit models`); default: the task's (smallcnn)")
     p.add_argument("--pretrained", action="store_true", default=None, help="fine-tune from published ImageNet weights")
     p.add_argument("--weights", metavar="PATH", help="fine-tune from a local state dict (.safetensors/.pt/.pth)")
     p.add_argument("--freeze", metavar="GROUPS", help="keep groups frozen: all-but-head | N | stem,stage1,…")
-    p.add_argument("--data", help="fashion-mnist, digits, or a folder of class sub-folders; default fashion-mnist")
+    p.add_argument("--data", help="fashion-mnist, digits, a folder of class sub-folders, or (localize) a YOLO"
+                   " data.yaml, COCO .json, VOC folder or .csv of boxes; default fashion-mnist")  # fmt: skip
     p.add_argument("--data-dir", help="where named datasets are looked for and cached")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=batch_size, help="images per step: N, 1 (stochastic) or full (batch GD)")
@@ -40,7 +40,8 @@ def batch_size(text: str) -> int | str:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..engine import resume, train
+    from ..config import build_config
+    from ..tasks import resume, train
 
     progress = False if args.quiet else None
     if args.resume:
@@ -49,6 +50,7 @@ def run_train(args: argparse.Namespace) -> int:
         cfg = build_config(
             args.config,
             args.set,
+            task__name=args.task,
             model__name=args.model,
             model__pretrained=args.pretrained,
             model__weights=args.weights,

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..errors import CnnkitError
+from .errors import CnnkitError
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -26,12 +26,36 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (empty where there is none, e.g. not on Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
+
+
 def cpu_has_bf16() -> bool:
-    """True on CPUs with native bf16 matrix instructions (AVX-512 BF16 or AMX), where bf16 autocast is faster."""
-    check = getattr(torch.backends.mkldnn, "is_available", lambda: False)() and getattr(
-        torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None
-    )
-    return bool(check and check())
+    """True on CPUs with native bf16 instructions (AVX-512 BF16 or AMX-BF16), where bf16 autocast is faster.
+
+    oneDNN's own check (``torch.ops.mkldnn._is_mkldnn_bf16_supported``) is also true on AVX-512 CPUs that only
+    emulate bf16, where autocast measured 17× slower than fp32; the CPU's flags tell the two apart.
+    """
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def choose_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, str]:
+    """(autocast dtype or None for fp32, the reason in words) for ``precision`` on ``device``."""
+    dtype = resolve_precision(precision, device)
+    if precision != "auto":
+        return dtype, f"train.precision={precision}"
+    if device.type == "cuda":
+        return dtype, f"auto: {torch.cuda.get_device_name(device)} {'has' if dtype == torch.bfloat16 else 'lacks'} bf16"
+    why = "native bf16 (avx512_bf16/amx_bf16)" if dtype is not None else "no native bf16 on this CPU"
+    return dtype, f"auto: {why}"
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
@@ -74,7 +98,8 @@ def batches(
     skip: int = 0,
     shard: Callable[[Tensor], Tensor] | None = None,
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """Yield (uint8 images Tensor[B, C, H, W], int64 labels Tensor[B]) in an order fixed by ``seed``.
+    """Yield (uint8 images Tensor[B, C, H, W], targets) in an order fixed by ``seed``; targets are int64 labels
+    Tensor[B] for classification, whatever the dataset's ``take`` returns for other tasks.
 
     Args:
         shuffle: a fresh permutation from ``seed`` (not from the global RNG, so resuming can replay it).
@@ -88,9 +113,9 @@ def batches(
     if shard is not None:
         order = shard(order)
     order = order[skip * batch_size :]
-    if hasattr(dataset, "images"):  # TensorImages
+    if hasattr(dataset, "take"):  # in memory (TensorImages, BoxImages): sliced, no per-item overhead
         for idx in order.split(batch_size):
-            yield dataset.images[idx], dataset.labels[idx]
+            yield dataset.take(idx)
         return
     loader = DataLoader(
         Subset(dataset, order.tolist()),

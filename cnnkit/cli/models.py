@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._registry import list_models, model_info
-
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list registered models with parameter counts")
@@ -15,24 +13,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_models)
 
 
-def model_rows(pattern: str = "*") -> list[dict]:
-    """One dict per registered model: name, family, paper, parameters (default head), default_input."""
-    rows = []
-    for name in list_models(pattern):
-        info = model_info(name)
-        rows.append(
-            {
-                "name": name,
-                "family": info.family,
-                "paper": info.paper,
-                "parameters": info.parameters(),
-                "default_input": list(info.default_input),
-            }
-        )
-    return rows
-
-
 def run_models(args: argparse.Namespace) -> int:
+    from ..models import model_rows
+
     rows = model_rows(args.pattern)
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -40,11 +40,11 @@ from typing import Any
 import yaml
 from torch import Tensor, nn
 
-from ..conv.ops import formula
+from ..conv.ops import formula, rounded_size
 from ..errors import CnnkitError
 from ..layers import lrn
-from ..models._contract import IMAGENET_MEAN, IMAGENET_STD, Classifier
-from ..models._registry import ModelInfo
+from ._contract import IMAGENET_MEAN, IMAGENET_STD, Classifier
+from ._registry import ModelInfo
 
 SPEC_DIR = Path(__file__).resolve().parent.parent / "configs" / "specs"
 TOP_KEYS = {"name", "description", "input", "mean", "std", "num_classes", "layers"}
@@ -245,7 +245,7 @@ def _size(n: int, k: int, s: int, p: int, lyr: dict, spec: Spec, d: int = 1, cei
             f"layer {lyr['name']} ({lyr['type']}) of {spec.name} gets a {n}-wide map, found {formula(n, ke, s, p)}:"
             " the map shrinks to nothing; use a larger input, more padding or fewer downsampling layers"
         )
-    return -(-(n + 2 * p - ke) // s) + 1 if ceil else (n + 2 * p - ke) // s + 1
+    return rounded_size(n, k, s, p, d, ceil)
 
 
 # ---- modules -------------------------------------------------------------------------------------------------------

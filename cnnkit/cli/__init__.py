@@ -1,8 +1,11 @@
 """The ``cnnkit`` command: one parser, one small function per subcommand.
 
-Each stage that adds commands exposes ``add_commands(subparsers)`` in its own ``cli.py`` and is listed in
-``STAGE_COMMANDS``; every subcommand sets ``func(args) -> int``. ``main(argv)`` returns the exit status, so
-tests call it in-process. A :class:`CnnkitError` prints one line and exits 2.
+This package holds all the argparse code and nothing else: each module adds the commands of one stage
+(``add_commands(subparsers)``) and calls the library (``cnnkit.engine``, ``cnnkit.tasks``, …) from its run
+functions. Library code never imports from here. Modules here import the library lazily, inside the run
+functions, so ``cnnkit --version`` and ``cnnkit --help`` load no torch. Every subcommand sets
+``func(args) -> int``; ``main(argv)`` returns the exit status, so tests call it in-process. A
+:class:`CnnkitError` prints one line and exits 2.
 """
 
 from __future__ import annotations
@@ -13,18 +16,19 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import __version__
-from .errors import CnnkitError
+from .. import __version__
+from ..errors import CnnkitError
 
 # Modules with ``add_commands(subparsers)``, in the order their commands appear in ``cnnkit --help``.
 STAGE_COMMANDS: tuple[str, ...] = (
-    "cnnkit.models.cli",
-    "cnnkit.engine.cli",
-    "cnnkit.evaluate.cli",
-    "cnnkit.predict",
-    "cnnkit.transfer",
-    "cnnkit.conv.cli",
-    "cnnkit.explain.cli",
+    "cnnkit.cli.models",
+    "cnnkit.cli.train",
+    "cnnkit.cli.evaluate",
+    "cnnkit.cli.predict",
+    "cnnkit.cli.features",
+    "cnnkit.cli.data",
+    "cnnkit.cli.conv",
+    "cnnkit.cli.explain",
 )
 
 

@@ -1,0 +1,57 @@
+"""``cnnkit predict [RUN] IMAGE…``: predictions of a trained run (any task) or of published weights."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..errors import CnnkitError
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="classify image files with a trained run, or with published weights")
+    p.add_argument(
+        "paths", nargs="+", metavar="[RUN] IMAGE", help="a run directory then image files (no run with --model)"
+    )
+    p.add_argument("--model", help="a registered model, used with --pretrained or --weights instead of a run")
+    p.add_argument("--pretrained", action="store_true", help="the model's published ImageNet weights (1000 classes)")
+    p.add_argument("--weights", metavar="PATH", help="a local state dict (.safetensors/.pt/.pth) for --model")
+    p.add_argument("--topk", type=int, default=3, help="how many classes to show per image (default 3)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--out", metavar="DIR", help="also write each image with its prediction drawn (boxes, labels)")
+    p.set_defaults(func=run_predict)
+
+
+def predictor_for(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    """The predictor the arguments ask for (the run's task decides which), and the image paths."""
+    from ..predict import Predictor
+    from ..tasks import load
+
+    if args.model is None:
+        if args.pretrained or args.weights:
+            raise CnnkitError(
+                "expected --model NAME with --pretrained/--weights, found none; e.g. --model efficientnet_lite0"
+            )
+        if len(args.paths) < 2:
+            raise CnnkitError(
+                f"expected a run directory and image files, found only {args.paths[0]!r}; or pass --model"
+            )
+        return load(args.paths[0]), args.paths[1:]
+    if not (args.pretrained or args.weights):
+        raise CnnkitError(f"expected --pretrained or --weights PATH with --model {args.model}, found neither")
+    return Predictor.from_pretrained(args.model, args.weights), args.paths
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    predictor, images = predictor_for(args)
+    preds = predictor.predict(images, topk=args.topk)
+    written = predictor.draw(images, preds, args.out) if args.out else []
+    if args.json:
+        print(json.dumps([{"image": str(f), **p.to_dict()} for f, p in zip(images, preds)], indent=2))
+        return 0
+    for f, p in zip(images, preds):
+        print(f"{f}: {p.describe()}")
+    for path in written:
+        print(f"wrote {path}")
+    return 0

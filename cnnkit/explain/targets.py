@@ -1,0 +1,51 @@
+"""What ``cnnkit explain`` explains: a registered model, a layer-list spec or a run directory, built on the meta
+device (no weights allocated), and the groups a fine-tuning run kept frozen."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..models import create_model, model_info, parameter_groups
+from ..runcard import InputSpec, read_card
+from .preflight import parse_input
+
+
+def load_target(
+    target: str, input_text: str | None = None, num_classes: int | None = None
+) -> tuple[nn.Module, tuple[int, int, int], str]:
+    """(model on the meta device, input C×H×W, label) for a registered name, a SPEC.yaml or a run directory."""
+    path = Path(target)
+    shape = parse_input(input_text) if input_text else None
+    if path.is_dir():
+        from ..tasks import build_from_card
+
+        card = read_card(path)
+        shape = shape or (card.input.channels, card.input.height, card.input.width)
+        if num_classes and num_classes != card.num_classes:
+            card = dataclasses.replace(card, num_classes=num_classes, classes=[str(i) for i in range(num_classes)])
+        if shape[0] != card.input.channels:
+            card = dataclasses.replace(card, input=InputSpec(shape[0], card.input.height, card.input.width))
+        with torch.device("meta"):
+            return build_from_card(card, path), shape, f"{card.model} (run {path.name}, task {card.task})"
+    shape = shape or model_info(target).default_input
+    with torch.device("meta"):
+        return create_model(target, num_classes=num_classes, in_chans=shape[0]), shape, target
+
+
+def frozen_groups(target: str) -> list[str]:
+    """The groups a fine-tuning run kept frozen (``model.json``'s ``frozen_groups``); none for a model name."""
+    path = Path(target)
+    return list(read_card(path).frozen_groups) if path.is_dir() else []
+
+
+def group_table(model: nn.Module, frozen: list[str]) -> str:
+    """One line per ``group_matcher`` group: parameters and whether the run trained it."""
+    lines = ["groups (stem to head):"]
+    for group, params in parameter_groups(model).items():
+        state = "frozen" if group in frozen else "trained"
+        lines.append(f"  {group:<12} {sum(p.numel() for _, p in params):>12,}  {state}")
+    return "\n".join(lines)

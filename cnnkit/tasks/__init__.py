@@ -1,0 +1,69 @@
+"""Tasks: what the one engine learns. ``classify`` (one label per image) and ``localize`` (the label and one
+box, the notes' classification + localisation); ``detect``, ``verify`` and ``segment`` come through the same
+interface.
+
+A task implements :class:`cnnkit.engine.task.Task` (data, head, loss, validation metrics, run-card fields,
+report) and, for the commands after training, ``build_from_card``, ``predictor`` and ``evaluate``. The task
+is recorded in the run card, so ``evaluate``, ``predict``, ``report``, ``explain`` and ``--resume`` read it
+from the run. See ``docs/architecture.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..errors import CnnkitError
+from ..runcard import RunCard, model_path, read_card
+
+TASKS = {"classify": "cnnkit.tasks.classify:Classify", "localize": "cnnkit.tasks.localize:Localize"}
+
+
+def get_task(name: str) -> Any:
+    """A fresh instance of the task ``name`` (tasks hold a run's loss and augmentation, so one per run)."""
+    if name not in TASKS:
+        raise CnnkitError(f"expected a task among {', '.join(TASKS)}, found {name!r}")
+    module, _, cls = TASKS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)()
+
+
+def train(cfg: Config, log=print, progress: bool | None = None) -> Path:
+    """Train a new run of ``cfg.task.name``; returns its run directory."""
+    from ..engine import train as engine_train
+
+    return engine_train(cfg, get_task(cfg.task.name), log, progress)
+
+
+def resume(run_dir: str | Path, log=print, progress: bool | None = None) -> Path:
+    """Continue an interrupted run with its own task and config."""
+    from ..engine import resume as engine_resume
+
+    return engine_resume(run_dir, get_task(read_card(run_dir).task), log, progress)
+
+
+def load(run_dir: str | Path, device: str = "cpu") -> Any:
+    """The predictor of a run for its task: ``.predict(images)``, ``.model``, ``.classes`` (``cnnkit.load``)."""
+    return get_task(read_card(run_dir).task).predictor(Path(run_dir), device)
+
+
+def build_from_card(card: RunCard, run_dir: str | Path) -> Any:
+    """The run's model, untrained (weights not loaded), built as its task builds it."""
+    return get_task(card.task).build_from_card(card, model_path(card, run_dir))
+
+
+def evaluate_runs(runs: list[str], **opts: Any) -> list[tuple[dict[str, Any], str]]:
+    """Evaluate runs of one task: a list of (metrics, terminal text), one per run (or one for an ensemble)."""
+    tasks = {read_card(r).task for r in runs}
+    if len(tasks) > 1:
+        raise CnnkitError(f"expected runs of one task, found {', '.join(sorted(tasks))}; evaluate them separately")
+    return get_task(tasks.pop()).evaluate(list(runs), opts)
+
+
+def report(run_dir: str | Path, **opts: Any) -> Path:
+    """Write the run's report (``report.html`` and ``report.md``) as its task builds it; returns the HTML path."""
+    return get_task(read_card(run_dir).task).report(Path(run_dir), **opts)
+
+
+__all__ = ["TASKS", "build_from_card", "evaluate_runs", "get_task", "load", "report", "resume", "train"]

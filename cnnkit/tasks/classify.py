@@ -1,0 +1,122 @@
+"""Classification, the first task: one label per image, cross-entropy, accuracy and macro-F1.
+
+What is specific to it: class-folder and named datasets (``cnnkit.data.load_data``), the model's own linear
+head, cross-entropy with label smoothing, class weights, auxiliary losses and MixUp/CutMix, validation
+accuracy / macro-F1 / loss, softmax probabilities as predictions, and the evaluation, prediction and report
+code of ``cnnkit.evaluate`` and ``cnnkit.predict``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torchvision.transforms.v2 as v2
+from torch import Tensor, nn
+from torchmetrics.functional.classification import multiclass_f1_score
+
+from ..config import Config
+from ..data import NAMED, DataSplits, load_data
+from ..data.augment import BatchAugment, preset
+from ..evaluate.metrics import classification_metrics, collect_logits
+from ..models import create_model, model_info
+from ..predict import Predictor
+from ..runcard import RunCard
+from ..runtime import Normalize
+from .objective import Objective, class_weights
+
+
+def input_size(cfg: Config) -> tuple[int, int] | None:
+    """(H, W) the images are resized to: ``data.image_size``, else the model's own size for folders and
+    fixed-size models, else ``None`` (a named dataset's native size)."""
+    if cfg.data.image_size:
+        return (cfg.data.image_size, cfg.data.image_size)
+    info = model_info(cfg.model.name)
+    with torch.device("meta"):
+        fixed = getattr(info.builder(), "fixed_input", False)
+    return info.default_input[1:] if fixed or cfg.data.name not in NAMED else None
+
+
+def model_kwargs(cfg: Config) -> dict[str, Any]:
+    """Build options recorded in the run card: auxiliary classifiers on for models that have them."""
+    params = inspect.signature(model_info(cfg.model.name).builder).parameters
+    return {"aux_logits": True} if "aux_logits" in params and cfg.model.aux_weight > 0 else {}
+
+
+class Classify:
+    """The classification task (see the module docstring); one instance per run."""
+
+    name = "classify"
+    default_model = "smallcnn"
+    monitors: ClassVar[dict[str, int]] = {"val_accuracy": 1, "val_macro_f1": 1, "val_loss": -1}
+    default_monitor = "val_accuracy"
+
+    # ---- training ---------------------------------------------------------------------------------------------
+    def load_data(self, cfg: Config) -> DataSplits:
+        return load_data(cfg.data, seed=cfg.train.seed, image_size=input_size(cfg))
+
+    def build_model(self, cfg: Config, data: DataSplits) -> nn.Module:
+        return create_model(cfg.model.name, num_classes=len(data.classes), in_chans=data.in_chans,
+                            pretrained=cfg.model.pretrained, weights=cfg.model.weights,
+                            **model_kwargs(cfg))  # fmt: skip
+
+    def setup(self, cfg: Config, data: DataSplits, model: nn.Module) -> None:
+        weights = class_weights(data.train_labels(), len(data.classes), cfg.train.class_weights)
+        self.objective = Objective(label_smoothing=cfg.train.label_smoothing, weight=weights,
+                                   aux_weight=cfg.model.aux_weight)  # fmt: skip
+        self.augment = BatchAugment(preset(cfg.data.augment, data.image_size, cfg.data.name, data.hflip))
+        self.mix = build_mix(len(data.classes), cfg.data.mixup, cfg.data.cutmix)
+
+    def prepare(self, x: Tensor, y: Tensor, normalize: Normalize) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """uint8 x Tensor[B, C, H, W], labels y Tensor[B] -> (normalised x, (target, labels)); the target is the
+        labels, or soft labels Tensor[B, K] after MixUp/CutMix."""
+        x, y = normalize(self.augment(x)), y.to(normalize.device)
+        target = y
+        if self.mix is not None:
+            x, target = self.mix(x, y)
+        return x, (target, y)
+
+    def loss(self, output: Any, targets: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        target, labels = targets
+        loss, logits = self.objective(output, target)
+        return loss, {"accuracy": float((logits.argmax(1) == labels).sum())}
+
+    def validate(self, model: nn.Module, dataset: Any, normalize: Normalize, dtype: Any) -> dict[str, float]:
+        logits, labels = collect_logits(model, dataset, normalize, dtype=dtype)
+        if len(labels) == 0:
+            return {"val_loss": math.nan, "val_accuracy": math.nan, "val_macro_f1": math.nan}
+        m = classification_metrics(logits, labels)
+        f1 = multiclass_f1_score(logits, labels, num_classes=logits.shape[1], average="macro").item()
+        return {"val_loss": m["loss"], "val_accuracy": m["top1_accuracy"], "val_macro_f1": f1}
+
+    def card_fields(self, cfg: Config, data: DataSplits) -> dict[str, Any]:
+        return {"model_kwargs": model_kwargs(cfg), "task_fields": {"hflip": data.hflip}}
+
+    def report(self, run_dir: Path, **opts: Any) -> Path:
+        from ..evaluate.report import write_report
+
+        return write_report(run_dir, **opts)
+
+    # ---- after training ---------------------------------------------------------------------------------------
+    def build_from_card(self, card: RunCard, name: str) -> nn.Module:
+        return create_model(name, num_classes=card.num_classes, in_chans=card.input.channels, **card.model_kwargs)
+
+    def predictor(self, run_dir: Path, device: str = "cpu") -> Predictor:
+        return Predictor.from_run(run_dir, device)
+
+    def evaluate(self, runs: list[str], opts: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+        from ..evaluate.command import evaluate_command
+
+        return evaluate_command(runs, **opts)
+
+
+def build_mix(num_classes: int, mixup: float, cutmix: float) -> v2.Transform | None:
+    """MixUp and/or CutMix on a normalised batch, applied with probability ``mixup + cutmix``; None when off."""
+    choices = [t for t, p in ((v2.MixUp(num_classes=num_classes), mixup), (v2.CutMix(num_classes=num_classes),
+                                                                             cutmix)) if p > 0]  # fmt: skip
+    if not choices:
+        return None
+    return v2.RandomApply([v2.RandomChoice(choices)], p=min(1.0, mixup + cutmix))
