@@ -1,0 +1,379 @@
+"""Box label formats: YOLO, COCO, Pascal VOC and CSV read, validated and written back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnkit.data.images import BadImageError
+from cnnkit.data.labels import (
+    Instance,
+    LabelError,
+    LabelledImage,
+    open_box_dataset,
+    write_coco,
+    write_csv,
+    write_voc,
+    write_yolo,
+    yolo_label_path,
+)
+from cnnkit.errors import CnnkitError
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # pycocotools, numpy 2
+
+
+def png(path: Path, width: int = 40, height: int = 30) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (width, height), (90, 120, 150)).save(path)
+    return path
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def boxes(image: LabelledImage) -> list[tuple[int, tuple[float, ...]]]:
+    return [(i.label, tuple(round(v, 3) for v in i.box)) for i in image.instances]
+
+
+# --- hand-written datasets, one per format ----------------------------------------------------------------------
+
+
+def yolo_dataset(root: Path, names: object = None) -> Path:
+    """a.png (2 objects), b.png (empty label file) in train; c.png (1 object) in val; images 40×30."""
+    for split, stem in (("train", "a"), ("train", "b"), ("val", "c")):
+        png(root / "images" / split / f"{stem}.png")
+    write(root / "labels/train/a.txt", "0 0.5 0.5 0.5 0.2\n1 0.25 0.25 0.5 0.5\n")
+    write(root / "labels/train/b.txt", "")
+    write(root / "labels/val/c.txt", "1 0.5 0.5 1.0 1.0\n")
+    names = {0: "cat", 1: "dog"} if names is None else names
+    return write(root / "data.yaml", json.dumps({"train": "images/train", "val": "images/val", "names": names}))
+
+
+def coco_dataset(root: Path) -> Path:
+    """annotations/instances_train2017.json: category ids 7, 3, 42; an iscrowd region; an image without objects."""
+    png(root / "images/train2017/a.png")
+    png(root / "images/train2017/b.png")
+    doc = {
+        "images": [
+            {"id": 10, "file_name": "a.png", "width": 40, "height": 30},
+            {"id": 11, "file_name": "b.png", "width": 40, "height": 30},
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 10, "category_id": 7, "bbox": [1, 2, 10, 5], "iscrowd": 0},
+            {
+                "id": 2,
+                "image_id": 10,
+                "category_id": 3,
+                "bbox": [0, 0, 40, 30],
+                "segmentation": [[0, 0, 40, 0, 40, 30]],
+            },
+            {"id": 3, "image_id": 10, "category_id": 3, "bbox": [5, 5, 5, 5], "iscrowd": 1},
+        ],
+        "categories": [{"id": 7, "name": "bird"}, {"id": 3, "name": "dog"}, {"id": 42, "name": "unused"}],
+    }
+    return write(root / "annotations/instances_train2017.json", json.dumps(doc, indent=1))
+
+
+VOC_XML = """<annotation>
+  <filename>{filename}</filename>
+  <size><width>40</width><height>30</height><depth>3</depth></size>
+  <object>
+    <name>dog</name><difficult>1</difficult>
+    <bndbox><xmin>1</xmin><ymin>1</ymin><xmax>{xmax}</xmax><ymax>30</ymax></bndbox>
+  </object>
+  <object>
+    <name>cat</name>
+    <bndbox><xmin>11</xmin><ymin>6</ymin><xmax>20</xmax><ymax>15</ymax></bndbox>
+  </object>
+</annotation>
+"""
+
+
+def voc_dataset(root: Path) -> Path:
+    """a (train, via trainval.txt), b (val; its xml names a wrong filename, found by stem)."""
+    png(root / "JPEGImages/a.jpg")
+    png(root / "JPEGImages/b.png")
+    write(root / "Annotations/a.xml", VOC_XML.format(filename="a.jpg", xmax=40))
+    write(root / "Annotations/b.xml", VOC_XML.format(filename="renamed.png", xmax=25))
+    write(root / "ImageSets/Main/trainval.txt", "a\n")
+    write(root / "ImageSets/Main/val.txt", "b\n")
+    write(root / "ImageSets/Main/cat_trainval.txt", "a  1\n")  # per-class lists are not splits
+    return root
+
+
+def csv_dataset(root: Path) -> Path:
+    png(root / "img/a.png")
+    png(root / "img/b.png")
+    png(root / "img/c.png")
+    rows = [
+        "path,label,x,y,w,h,split",
+        "img/a.png,zebra,1,2,10,5,train",
+        "img/a.png,ant,0,0,40,30,train",
+        "img/b.png,,,,,,train",
+        "img/c.png,zebra,5,5,4,4,test",
+    ]
+    return write(root / "labels.csv", "\n".join(rows) + "\n")
+
+
+# --- reading ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("names", [{0: "cat", 1: "dog"}, ["cat", "dog"], {"1": "dog", "0": "cat"}])
+def test_yolo_reads_pixels_names_and_empty_label_files(tmp_path, names):
+    ds = open_box_dataset(yolo_dataset(tmp_path, names))
+    assert (ds.format, ds.classes, list(ds.splits), ds.hflip) == ("yolo", ["cat", "dog"], ["train", "val"], None)
+    a, b = ds.splits["train"]
+    assert boxes(a) == [(0, (10.0, 12.0, 30.0, 18.0)), (1, (0.0, 0.0, 20.0, 15.0))]
+    assert b.instances == [] and (b.width, b.height) == (40, 30)
+    assert boxes(ds.splits["val"][0]) == [(1, (0.0, 0.0, 40.0, 30.0))]
+    assert a.path == tmp_path / "images/train/a.png" and a.path.is_absolute()
+    assert open_box_dataset(tmp_path).splits.keys() == ds.splits.keys()  # the folder holding data.yaml
+
+
+def test_yolo_image_lists_polygons_root_and_hflip(tmp_path):
+    root = tmp_path / "ds"
+    png(root / "images/x.png", 20, 10)
+    write(root / "labels/x.txt", "0 0.1 0.2 0.5 0.2 0.5 0.8\n")  # a polygon line (YOLO segmentation)
+    write(root / "lists/train.txt", "../images/x.png\n")
+    cfg = {"path": "ds", "train": "lists/train.txt", "names": ["blob"], "hflip": False}
+    ds = open_box_dataset(write(tmp_path / "data.yml", json.dumps(cfg)))
+    (x,) = ds.splits["train"]
+    assert boxes(x) == [(0, (2.0, 2.0, 10.0, 8.0))] and ds.hflip is False
+    assert x.instances[0].segmentation == [[2.0, 2.0, 10.0, 2.0, 10.0, 8.0]]
+    assert yolo_label_path("/d/images/tr/images/x.png") == Path("/d/images/tr/labels/x.txt")  # the last /images/
+
+
+def test_coco_maps_category_ids_in_id_order_and_finds_images(tmp_path):
+    js = coco_dataset(tmp_path)
+    for source in (js, tmp_path, tmp_path / "annotations"):
+        ds = open_box_dataset(source)
+        assert ds.format == "coco" and ds.classes == ["dog", "bird", "unused"]  # ids 3, 7, 42 -> 0, 1, 2
+        assert list(ds.splits) == (["all"] if source == js else ["train"])
+    a, b = ds.splits["train"]
+    assert boxes(a) == [(1, (1.0, 2.0, 11.0, 7.0)), (0, (0.0, 0.0, 40.0, 30.0))]  # iscrowd=1 left out
+    assert a.instances[1].segmentation == [[0, 0, 40, 0, 40, 30]] and a.instances[0].segmentation is None
+    assert b.instances == [] and b.path == tmp_path / "images/train2017/b.png"
+
+
+def test_voc_is_one_based_with_sorted_names_and_splits(tmp_path):
+    ds = open_box_dataset(voc_dataset(tmp_path))
+    assert (ds.format, ds.classes, list(ds.splits)) == ("voc", ["cat", "dog"], ["train", "val"])
+    (a,), (b,) = ds.splits["train"], ds.splits["val"]
+    assert boxes(a) == [(1, (0.0, 0.0, 40.0, 30.0)), (0, (10.0, 5.0, 20.0, 15.0))]  # difficult kept
+    assert b.path == tmp_path / "JPEGImages/b.png" and boxes(b)[0] == (1, (0.0, 0.0, 25.0, 30.0))
+
+
+def test_voc_without_image_sets_is_one_split(tmp_path):
+    voc_dataset(tmp_path)
+    for f in (tmp_path / "ImageSets/Main").iterdir():
+        f.unlink()
+    assert {k: len(v) for k, v in open_box_dataset(tmp_path).splits.items()} == {"all": 2}
+
+
+def test_csv_groups_rows_by_image(tmp_path):
+    ds = open_box_dataset(csv_dataset(tmp_path))
+    assert (ds.format, ds.classes, list(ds.splits)) == ("csv", ["ant", "zebra"], ["train", "test"])
+    a, b = ds.splits["train"]
+    assert boxes(a) == [(1, (1.0, 2.0, 11.0, 7.0)), (0, (0.0, 0.0, 40.0, 30.0))]
+    assert b.instances == [] and boxes(ds.splits["test"][0]) == [(1, (5.0, 5.0, 9.0, 9.0))]
+
+
+def test_box_sticking_out_by_rounding_is_clipped(tmp_path):
+    png(tmp_path / "a.png")
+    csv = write(tmp_path / "l.csv", "path,label,x,y,w,h\na.png,c,-0.5,0,40.8,30.4\n")
+    assert boxes(open_box_dataset(csv).splits["all"][0]) == [(0, (0.0, 0.0, 40.0, 30.0))]
+
+
+def test_unknown_layout_lists_the_formats(tmp_path):
+    with pytest.raises(CnnkitError, match="YOLO data.yaml.*COCO.*VOC.*csv"):
+        open_box_dataset(tmp_path)
+    with pytest.raises(CnnkitError, match="found nothing"):
+        open_box_dataset(tmp_path / "missing.json")
+
+
+# --- bad labels: each raises naming file (and line), or is skipped and listed ----------------------------------
+
+
+def _yolo_line(root: Path, text: str) -> None:
+    write(root / "labels/train/a.txt", "0 0.5 0.5 0.5 0.2\n" + text)
+
+
+def _coco_ann(root: Path, **ann: object) -> None:
+    js = root / "annotations/instances_train2017.json"
+    doc = json.loads(js.read_text())
+    doc["annotations"].append({"id": 9, "image_id": 10, "category_id": 7, "bbox": [1, 1, 5, 5], **ann})
+    js.write_text(json.dumps(doc))
+
+
+def _voc_box(root: Path, xmin: str, xmax: str) -> None:
+    xml = root / "Annotations/a.xml"
+    xml.write_text(xml.read_text().replace("<xmin>11</xmin>", f"<xmin>{xmin}</xmin>").replace(">20<", f">{xmax}<"))
+
+
+def _csv_row(root: Path, row: str) -> None:
+    with open(root / "labels.csv", "a") as f:
+        f.write(row + "\n")
+
+
+def _voc_list_missing(root: Path) -> None:
+    write(root / "ImageSets/Main/val.txt", "b\nghost\n")
+
+
+def _yolo_list_missing_image(root: Path) -> None:
+    write(root / "train.txt", "images/train/a.png\nimages/train/b.png\nimages/train/ghost.png\n")
+    cfg = json.loads((root / "data.yaml").read_text())
+    (root / "data.yaml").write_text(json.dumps({**cfg, "train": "train.txt"}))
+
+
+BAD = {
+    # name: (make dataset, break it, file named in the message, line, reason pattern)
+    "yolo-field-count": (yolo_dataset, lambda r: _yolo_line(r, "1 0.5 0.5 0.2"), "a.txt", 2, "4 fields"),
+    "yolo-non-number": (yolo_dataset, lambda r: _yolo_line(r, "1 0.5 x 0.2 0.2"), "a.txt", 2, "non-number"),
+    "yolo-unknown-class": (yolo_dataset, lambda r: _yolo_line(r, "2 0.5 0.5 0.2 0.2"), "a.txt", 2, "class id 2"),
+    "yolo-negative-size": (yolo_dataset, lambda r: _yolo_line(r, "0 0.5 0.5 -0.1 0.2"), "a.txt", 2, "size"),
+    "yolo-outside": (yolo_dataset, lambda r: _yolo_line(r, "0 0.9 0.5 0.4 0.2"), "a.txt", 2, "outside 0-1"),
+    "yolo-missing-label": (
+        yolo_dataset,
+        lambda r: (r / "labels/train/a.txt").unlink(),
+        "a.png",
+        None,
+        "no label file at .*labels/train/a.txt",
+    ),
+    "yolo-missing-image": (yolo_dataset, _yolo_list_missing_image, "train.txt", 3, "no image file .*ghost.png"),
+    "coco-unknown-class": (
+        coco_dataset,
+        lambda r: _coco_ann(r, category_id=5),
+        "json",
+        "annotations[3]",
+        "category_id 5",
+    ),
+    "coco-negative-size": (coco_dataset, lambda r: _coco_ann(r, bbox=[5, 5, -2, 3]), "json", "annotations[3]", "size"),
+    "coco-outside": (coco_dataset, lambda r: _coco_ann(r, bbox=[30, 5, 15, 3]), "json", "annotations[3]", "outside"),
+    "coco-malformed": (coco_dataset, lambda r: _coco_ann(r, bbox=[1, 2, 3]), "json", "annotations[3]", "bbox"),
+    "coco-missing-image": (
+        coco_dataset,
+        lambda r: (r / "images/train2017/a.png").unlink(),
+        "json",
+        "images[0]",
+        "no image file 'a.png'",
+    ),
+    "voc-outside": (voc_dataset, lambda r: _voc_box(r, "11", "45"), "a.xml", 8, "outside"),
+    "voc-negative-size": (voc_dataset, lambda r: _voc_box(r, "11", "5"), "a.xml", 8, "size"),
+    "voc-malformed": (voc_dataset, lambda r: _voc_box(r, "eleven", "20"), "a.xml", 8, "non-number"),
+    "voc-missing-image": (voc_dataset, lambda r: (r / "JPEGImages/a.jpg").unlink(), "a.xml", None, "no image a.jpg"),
+    "voc-missing-label": (voc_dataset, _voc_list_missing, "val.txt", 2, "no annotation file .*ghost.xml"),
+    "csv-field-count": (csv_dataset, lambda r: _csv_row(r, "img/a.png,ant,1,1,2"), "labels.csv", 6, "number of fields"),
+    "csv-non-number": (csv_dataset, lambda r: _csv_row(r, "img/a.png,ant,1,1,two,2,train"), "labels.csv", 6, "x, y"),
+    "csv-negative-size": (csv_dataset, lambda r: _csv_row(r, "img/a.png,ant,1,1,-2,2,train"), "labels.csv", 6, "size"),
+    "csv-outside": (csv_dataset, lambda r: _csv_row(r, "img/a.png,ant,1,25,2,9,train"), "labels.csv", 6, "outside"),
+    "csv-missing-image": (csv_dataset, lambda r: _csv_row(r, "img/z.png,ant,1,1,2,2,train"), "labels.csv", 6, "z.png"),
+    "csv-bad-split": (csv_dataset, lambda r: _csv_row(r, "img/y.png,ant,1,1,2,2,dev"), "labels.csv", 6, "split 'dev'"),
+}
+
+
+# Cases that add a bad entry (rather than break an existing image): skipping it keeps every good image.
+ADDED = {"yolo-missing-image", "voc-missing-label", "csv-field-count", "csv-missing-image", "csv-bad-split"}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_label_names_file_and_line_or_is_skipped(tmp_path, case):
+    make, corrupt, file, line, reason = BAD[case]
+    good = open_box_dataset(make(tmp_path))
+    corrupt(tmp_path)
+    with pytest.raises(LabelError, match=reason) as info:
+        open_box_dataset(_source(tmp_path, good.format))
+    message = str(info.value)
+    assert file in message and "--skip-bad" in message and "\n" not in message
+    if line is not None:
+        assert f":{line}" in message
+    ds = open_box_dataset(_source(tmp_path, good.format), skip_bad=True)
+    assert len(ds.skipped) == 1 and file in ds.skipped[0][0]
+    kept = sum(map(len, ds.splits.values()))
+    assert kept == sum(map(len, good.splits.values())) - (case not in ADDED)  # the bad image, or the added entry
+
+
+def _source(root: Path, fmt: str) -> Path:
+    return {"yolo": root / "data.yaml", "coco": root, "voc": root, "csv": root / "labels.csv"}[fmt]
+
+
+def test_unreadable_image_header_is_a_bad_image(tmp_path):
+    yolo_dataset(tmp_path)
+    (tmp_path / "images/train/a.png").write_bytes(b"not a png")
+    with pytest.raises(BadImageError, match="a.png"):
+        open_box_dataset(tmp_path)
+    ds = open_box_dataset(tmp_path, skip_bad=True)
+    assert [p for p, _ in ds.skipped] == [str(tmp_path / "images/train/a.png")]
+    assert [im.path.name for im in ds.splits["train"]] == ["b.png"]
+
+
+def test_structural_problems_name_the_file(tmp_path):
+    yolo_dataset(tmp_path, names={0: "cat", 2: "dog"})
+    with pytest.raises(LabelError, match="names: .*data.yaml"):
+        open_box_dataset(tmp_path)
+    write(tmp_path / "bad.json", '{"images": [\n oops')
+    with pytest.raises(LabelError, match=r"invalid JSON .*bad.json:2"):
+        open_box_dataset(tmp_path / "bad.json")
+    write(tmp_path / "h.csv", "file,label\n")
+    with pytest.raises(LabelError, match=r"columns .*h.csv:1"):
+        open_box_dataset(tmp_path / "h.csv")
+
+
+# --- writing: a round trip through each format gives the same boxes and classes --------------------------------
+
+
+def sample_splits(tmp_path: Path) -> dict[str, list[LabelledImage]]:
+    rng = np.random.default_rng(0)
+    splits = {}
+    for split, n in (("train", 3), ("val", 2)):
+        splits[split] = []
+        for i in range(n):
+            path = png(tmp_path / "src" / split / f"im{i}.png", 50, 40)
+            instances = []
+            for _ in range(i):  # im0 has no objects
+                x1, y1 = rng.uniform(0, 30), rng.uniform(0, 20)
+                x2, y2 = x1 + rng.uniform(1, 20), y1 + rng.uniform(1, 20)
+                mask = np.zeros((40, 50), dtype=bool)
+                mask[int(y1) : int(y2), int(x1) : int(x2)] = True
+                instances.append(Instance(int(rng.integers(3)), (x1, y1, x2, y2), mask))
+            splits[split].append(LabelledImage(path, 50, 40, instances))
+    return splits
+
+
+@pytest.mark.parametrize("fmt", ["yolo", "coco", "voc", "csv"])
+def test_round_trip(tmp_path, fmt):
+    classes = ["ant", "bee", "cat"]
+    splits = sample_splits(tmp_path)
+    out = tmp_path / "out"
+    writer = {"yolo": write_yolo, "coco": write_coco, "voc": write_voc, "csv": write_csv}[fmt]
+    ds = open_box_dataset(writer(out / "labels.csv" if fmt == "csv" else out, classes, splits))
+    used = sorted({classes[i.label] for ims in splits.values() for im in ims for i in im.instances})
+    assert ds.classes == (classes if fmt in ("yolo", "coco") else used)  # VOC and CSV know only the names used
+    assert list(ds.splits) == list(splits) and ds.skipped == []
+    for split, images in splits.items():
+        for want, got in zip(images, ds.splits[split]):
+            assert (got.width, got.height, len(got.instances)) == (want.width, want.height, len(want.instances))
+            for w, g in zip(want.instances, got.instances):
+                assert ds.classes[g.label] == classes[w.label]
+                np.testing.assert_allclose(g.box, w.box, atol=1e-3)
+            if fmt == "coco":
+                from pycocotools import mask as mask_utils
+
+                for w, g in zip(want.instances, got.instances):
+                    np.testing.assert_array_equal(mask_utils.decode(g.segmentation).astype(bool), w.segmentation)
+
+
+def test_write_links_images_into_the_layout_and_keeps_hflip(tmp_path):
+    splits = sample_splits(tmp_path)
+    yaml_path = write_yolo(tmp_path / "y", ["ant", "bee", "cat"], splits, hflip=False)
+    assert (tmp_path / "y/images/val/im1.png").read_bytes() == splits["val"][1].path.read_bytes()
+    assert (tmp_path / "y/labels/train/im0.txt").read_text() == ""
+    assert open_box_dataset(yaml_path).hflip is False
+    assert write_coco(tmp_path / "c", ["a", "b", "c"], {"all": splits["train"]}).name == "instances_all.json"
+    assert list(open_box_dataset(tmp_path / "c/annotations/instances_all.json").splits) == ["all"]
