@@ -24,7 +24,7 @@ from .errors import CnnkitError
 class TaskConfig:
     name: str = "classify"  # classify | localize: what the network learns (see `cnnkit.tasks`)
     box_loss: str = "smooth_l1"  # localize: smooth_l1 | giou (on the normalised box) | both
-    box_weight: float = 5.0  # localize: weight of the box term beside the class cross-entropy
+    box_weight: float = 1.0  # localize: weight of the box term beside the class cross-entropy
 
 
 @dataclass
@@ -188,8 +188,15 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def build_config(files: typing.Iterable[str] = (), sets: typing.Iterable[str] = (), **flags: Any) -> Config:
-    """Defaults <- YAML files (in order) <- ``--set`` overrides <- explicit CLI flags (``section__key=value``)."""
-    cfg = Config()
+    """Defaults <- the task's recipe <- YAML files (in order) <- ``--set`` overrides <- explicit CLI flags
+    (``section__key=value``). A task other than classify has its own defaults in ``configs/tasks/NAME.yaml``."""
+    files, sets = list(files), list(sets)
+    cfg = _merge(Config(), files, sets, flags)
+    recipe = RECIPES / "tasks" / f"{cfg.task.name}.yaml"
+    return _merge(apply(Config(), load_yaml(recipe)), files, sets, flags) if recipe.is_file() else cfg
+
+
+def _merge(cfg: Config, files: list[str], sets: list[str], flags: dict[str, Any]) -> Config:
     for f in files:
         apply(cfg, load_yaml(f))
     apply(cfg, parse_set(sets))

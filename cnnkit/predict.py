@@ -8,6 +8,7 @@ crop, their mean/std.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -129,3 +130,25 @@ class Predictor:
             Prediction(self.classes[i[0]], int(i[0]), float(q[0]), [(self.classes[j], float(v)) for j, v in zip(i, q)])
             for q, i in zip(p.tolist(), idx.tolist())
         ]
+
+    def draw(self, images: list[ImageLike], preds: list[Prediction], out_dir: str | Path) -> list[Path]:
+        """Write each image with its predicted class written on it, as ``OUT/<name>_label.png``."""
+        from .drawing import caption
+        from .io import atomic_write
+
+        written = []
+        for n, (im, p) in enumerate(zip(images, preds)):
+            t = self.to_tensor(im)
+            t = t.expand(3, -1, -1) if t.shape[0] == 1 else t
+            if min(t.shape[-2:]) < 96:  # small images: enlarge so the caption can be read
+                t = torch.nn.functional.interpolate(t[None].float(), scale_factor=96 / min(t.shape[-2:]))[0].byte()
+            drawn = caption(t, f"{p.label} {p.probability:.0%}").permute(1, 2, 0).numpy()
+            name = Path(im).stem if isinstance(im, (str, Path)) else f"image_{n}"
+            buf = io.BytesIO()
+            Image.fromarray(drawn).save(buf, format="PNG")
+            written.append(
+                atomic_write(
+                    Path(out_dir) / f"{name}_label.png", lambda tmp, b=buf: Path(tmp).write_bytes(b.getvalue())
+                )
+            )
+        return written

@@ -33,5 +33,11 @@ def check_split(card: RunCard, run_dir: str | Path, data: DataSplits, split: str
     raise CnnkitError(
         f"expected the {split} split the run was trained with ({saved['n']} examples of {card.data}), found"
         f" {what}; the data changed since training, so {action} would use other examples than the run's own"
-        f" (some may have been trained on) — restore the data, or pass --data to {action} on it deliberately"
+        f" (some may have been trained on) — {FIXES.get(action, 'restore the data')}"
     )
+
+
+FIXES = {
+    "evaluate": "restore the data, or pass --data to evaluate on it deliberately",
+    "resume": "restore the data, or train a new run on it",
+}

@@ -24,7 +24,8 @@ def history_csv(rows: list[dict[str, float]]) -> str:
     return buf.getvalue()
 
 
-def epoch_figures(row: dict[str, float]) -> str:
-    """The terminal line's figures: ``loss 0.41  train accuracy 0.85  val loss 0.39  val accuracy 0.86 …``."""
-    keys = [k for k in columns([row]) if k not in ("epoch", *LAST)]
-    return "  ".join(f"{k.replace('_', ' ')} {row[k]:.4f}" for k in keys)
+def epoch_figures(row: dict[str, float], shown: dict[str, str] | None = None) -> str:
+    """The terminal line's figures, ``loss 0.41  train acc 0.85  val acc 0.86 …``: the task's ``shown``
+    (column -> label), else every train_* and val_* column under its own name."""
+    shown = shown or {k: k.replace("_", " ") for k in columns([row]) if k not in ("epoch", *LAST)}
+    return "  ".join(f"{label} {row[k]:.4f}" for k, label in shown.items() if k in row)

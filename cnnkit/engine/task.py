@@ -22,12 +22,14 @@ Targets = Any  # what the task's datasets yield beside the images: labels Tensor
 
 
 class Task(Protocol):
-    """The training side of a task. ``monitors`` maps each validation metric to +1 (higher is better) or -1."""
+    """The training side of a task. ``monitors`` maps each validation metric to +1 (higher is better) or -1;
+    ``epoch_line`` names the history columns the per-epoch terminal line shows, with their labels."""
 
     name: str
     default_model: str
     monitors: Mapping[str, int]
     default_monitor: str
+    epoch_line: Mapping[str, str]
 
     def load_data(self, cfg: Config) -> DataSplits:
         """Train / val / test splits of uint8 images and their targets (``DataSplits``)."""

@@ -248,8 +248,9 @@ class Trainer:
             self.save_last()
             write_text(self.run_dir / "history.csv", history_csv(self.history))
             self.write_plots()
+        figures = epoch_figures(row, self.task.epoch_line)
         self.log(
-            f"epoch {row['epoch']}/{self.cfg.train.epochs}  {epoch_figures(row)}  "
+            f"epoch {row['epoch']}/{self.cfg.train.epochs}  {figures}  "
             f"{row['images_per_s']:.0f} img/s  {row['epoch_time_s']:.1f}s{'  *best' if improved else ''}"
         )
 

@@ -40,13 +40,13 @@ def write_report(
     run_dir = Path(run_dir)
     evaluation = evaluate([run_dir], data, split, data_dir)
     m = evaluation.metrics()
-    blocks = _overview(run_dir, m) + _training(run_dir)
+    blocks = _overview(run_dir, m) + training_blocks(run_dir)
     if m["n"]:
         write_gallery(evaluation, run_dir / FILES / "top_losses.png")
         blocks += _evaluation(run_dir, m)
     else:
         blocks.append(("p", f"The {split} split of {m['data']} has no images: nothing to evaluate."))
-    blocks += _config(run_dir)
+    blocks += config_blocks(run_dir)
     write_text(run_dir / "report.md", render_markdown(blocks))
     return write_text(run_dir / "report.html", render_html(blocks, f"cnnkit report: {run_dir.name}"))
 
@@ -78,7 +78,7 @@ def _overview(run_dir: Path, m: dict[str, Any]) -> list[Block]:
     return [("h1", f"Report: {run_dir.name}"), ("table", (["", ""], rows))]
 
 
-def _training(run_dir: Path) -> list[Block]:
+def training_blocks(run_dir: Path) -> list[Block]:
     history = run_dir / "history.csv"
     if not history.exists():
         (run_dir / FILES / "curves.png").unlink(missing_ok=True)  # never leave a stale plot from an earlier report
@@ -118,7 +118,7 @@ def _evaluation(run_dir: Path, m: dict[str, Any]) -> list[Block]:
     ]
 
 
-def _config(run_dir: Path) -> list[Block]:
+def config_blocks(run_dir: Path) -> list[Block]:
     cfg = run_dir / "config.yaml"
     return [("h2", "Configuration"), ("pre", cfg.read_text() if cfg.exists() else "(no config.yaml)")]
 

@@ -24,6 +24,7 @@ from ..config import Config, DataConfig, from_dict
 from ..data import NAMED, DataSplits, TensorImages, load_data
 from ..data.datasets import _carve, labels_of
 from ..data.folder import index_folder
+from ..data.splits import check_split
 from ..errors import CnnkitError
 from ..predict import Predictor
 
@@ -79,6 +80,8 @@ def load_eval_set(members: list[Member], data: str | None, split: str, data_dir:
             by_size[m.size] = load_data(data_cfg, seed=ref.train.seed, image_size=m.size)
         _check_classes(m, by_size[m.size])
     first = by_size[members[0].size]
+    if data is None:  # the run's own data: the split it recorded, or a clear refusal
+        check_split(members[0].predictor.card, members[0].run, first, split)
     full = getattr(first, split)
     keep = held_out(full, members, data_cfg, ref.train.seed, members[0].size)
     ids = split_ids(first, data_cfg, ref.train.seed, split)

@@ -53,6 +53,8 @@ class Classify:
     default_model = "smallcnn"
     monitors: ClassVar[dict[str, int]] = {"val_accuracy": 1, "val_macro_f1": 1, "val_loss": -1}
     default_monitor = "val_accuracy"
+    epoch_line: ClassVar[dict[str, str]] = {"train_loss": "loss", "train_accuracy": "train acc",
+                                            "val_accuracy": "val acc", "val_loss": "val loss"}  # fmt: skip
 
     # ---- training ---------------------------------------------------------------------------------------------
     def load_data(self, cfg: Config) -> DataSplits:
