@@ -4,9 +4,12 @@ All functions take a model in eval mode and a normalised image ``x: Tensor[1, C,
 functions write a titled PNG with matplotlib's object API (Agg canvas, no global pyplot state).
 
 - Grad-CAM (Selvaraju et al. 2017): weight each channel of a late feature map by the spatial mean of the class
-  score's gradient, sum, ReLU, upsample: ``cam = ReLU(Σ_k mean_ij(∂y_c/∂A^k_ij) · A^k)``.
+  score's gradient, sum, ReLU, upsample: ``cam = ReLU(Σ_k mean_ij(∂y_c/∂A^k_ij) · A^k)``. Computed by Captum's
+  ``LayerGradCam`` (the layer's last call, for a module that runs twice).
 - Occlusion sensitivity (Zeiler & Fergus 2014): slide a patch of the dataset mean (0 after normalisation) over
-  the image and record the probability of the class; where it drops is what the decision rests on.
+  the image and record the probability of the class; where it drops is what the decision rests on. Written here
+  rather than with Captum's ``Occlusion`` (which agrees where the windows tile the image) because the last window
+  on each axis is kept flush with the border, so no border strip is left uncovered.
 """
 
 from __future__ import annotations
@@ -115,28 +118,15 @@ def grad_cam(model: nn.Module, x: Tensor, target: int | None = None, layer: str 
     Returns:
         (cam Tensor[H, W] in 0–1, upsampled to the input; the class index explained).
     """
+    from captum.attr import LayerGradCam
+
     layer = layer or default_layers(model, x)[-1]
+    if target is None:
+        with torch.no_grad():
+            target = int(model(x).argmax(1))
     module = dict(model.named_modules())[layer]
-    acts: list[Tensor] = []
-    grads: dict[int, Tensor] = {}
-
-    def keep(m: nn.Module, a: tuple, out: Tensor) -> None:  # a module called twice (shared ReLU): keep each call
-        i = len(acts)
-        acts.append(out)
-        out.register_hook(lambda g: grads.__setitem__(i, g))
-
-    handle = module.register_forward_hook(keep)
-    try:
-        with torch.enable_grad():
-            logits = model(x.detach().requires_grad_(True))
-            target = int(logits.argmax(1)) if target is None else target
-            logits[0, target].backward()
-    finally:
-        handle.remove()
-        model.zero_grad(set_to_none=True)
-    last = len(acts) - 1  # the module's last call is the map the rest of the network reads
-    weights = grads[last].mean(dim=(2, 3), keepdim=True)  # [1, K, 1, 1]: α_k
-    cam = F.relu((weights * acts[last].detach()).sum(1, keepdim=True))  # [1, 1, h, w]
+    with torch.enable_grad():
+        cam = LayerGradCam(model, module).attribute(x, target=target, relu_attributions=True).detach()  # [1, 1, h, w]
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
     return cam / cam.max() if cam.max() > 0 else cam, target
 

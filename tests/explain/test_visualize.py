@@ -69,3 +69,56 @@ def test_grad_cam_uses_the_last_call_of_a_shared_module():
     ref = torch.relu((alpha.view(1, -1, 1, 1) * a).sum(1, keepdim=True))
     ref = torch.nn.functional.interpolate(ref, size=(64, 64), mode="bilinear", align_corners=False)[0, 0]
     assert target == 2 and torch.allclose(cam, ref / ref.max(), atol=1e-5)
+
+
+def grad_cam_by_hooks(model: nn.Module, x: torch.Tensor, target: int, layer: str) -> torch.Tensor:
+    """cnnkit's hand-written Grad-CAM before it moved onto Captum: the reference the Captum version must match."""
+    module = dict(model.named_modules())[layer]
+    acts: list[torch.Tensor] = []
+    grads: dict[int, torch.Tensor] = {}
+
+    def keep(m: nn.Module, a: tuple, out: torch.Tensor) -> None:  # each call of a module that runs twice
+        i = len(acts)
+        acts.append(out)
+        out.register_hook(lambda g: grads.__setitem__(i, g))
+
+    handle = module.register_forward_hook(keep)
+    try:
+        model(x.detach().requires_grad_(True))[0, target].backward()
+    finally:
+        handle.remove()
+        model.zero_grad(set_to_none=True)
+    last = len(acts) - 1  # the module's last call is the map the rest of the network reads
+    weights = grads[last].mean(dim=(2, 3), keepdim=True)  # [1, K, 1, 1]: α_k
+    cam = torch.relu((weights * acts[last].detach()).sum(1, keepdim=True))  # [1, 1, h, w]
+    cam = torch.nn.functional.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    return cam / cam.max() if cam.max() > 0 else cam
+
+
+@pytest.mark.parametrize(("name", "shape"), [("smallcnn", (1, 28, 28)), ("resnet18", (3, 64, 64))])
+def test_grad_cam_on_captum_equals_the_hand_written_one(name, shape):
+    if name not in cnnkit.list_models():
+        pytest.skip(f"{name} is not registered")
+    torch.manual_seed(0)
+    model = cnnkit.create_model(name, num_classes=4).eval()
+    x = torch.randn(1, *shape)
+    for layer in default_layers(model, x):
+        for target in range(4):
+            cam, _ = grad_cam(model, x, target, layer)
+            assert torch.allclose(cam, grad_cam_by_hooks(model, x, target, layer), atol=1e-6), (layer, target)
+
+
+def test_occlusion_agrees_with_captum_where_the_windows_tile_the_image():
+    """Captum's Occlusion gives p(x) − mean p(occluded); cnnkit's keeps mean p(occluded). With windows that tile
+    the image (12 − 4 is a multiple of 2) they are the same map; cnnkit also covers the border when they don't."""
+    from captum.attr import Occlusion
+
+    model, x = bright_square_model(), square_image()
+    probs, base = occlusion(model, x, target=0, patch=4, stride=2)
+    with torch.no_grad():
+        drop = Occlusion(lambda t: torch.softmax(model(t), 1)).attribute(
+            x, sliding_window_shapes=(1, 4, 4), strides=(1, 2, 2), baselines=0, target=0
+        )[0, 0]
+    assert torch.allclose(probs, base - drop, atol=1e-6)
+    uneven, _ = occlusion(model, x, target=0, patch=5, stride=2)  # starts 0, 2, 4, 6 and the flush 7
+    assert uneven[2:6, 11].max() < base - 1e-3  # column 11 is covered by the flush window over the square
