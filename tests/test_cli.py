@@ -67,3 +67,12 @@ def test_evaluate_and_predict_a_run(cli, digits_run, tmp_path):
 def test_evaluate_missing_run(cli, tmp_path):
     code, _, err = cli("evaluate", tmp_path / "missing")
     assert code == 2 and "run directory" in err
+
+
+def test_visualize_units_is_reached_as_two_words(cli, digits_run, tmp_path):
+    code, _, err = cli("visualize", "units", tmp_path / "missing", "--layer", "stem.0")
+    assert code == 2 and "expected a run directory" in err
+    code, out, err = cli("visualize", "units", digits_run, "--layer", "stem.0", "--channels", "2", "--top", "2",
+                         "--out", tmp_path / "u.png", "--quiet")  # fmt: skip
+    assert code == 0, err
+    assert (tmp_path / "u.png").is_file() and "wrote" in out

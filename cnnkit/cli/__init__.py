@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``cnnkit`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["visualize", "units"]:  # `cnnkit visualize units RUN …` is the visualize-units command
+        argv = ["visualize-units", *argv[2:]]
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

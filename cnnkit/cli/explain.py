@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CnnkitError
+from .units import add_units_arguments, run_units
 
 if TYPE_CHECKING:
     import torch
@@ -39,6 +40,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--target", help="class name or index to explain (default: the predicted class)")
     v.add_argument("--patch", type=int, help="occluder side in pixels (default: 1/7 of the image side)")
     v.set_defaults(func=run_visualize)
+    u = sub.add_parser(
+        "visualize-units",
+        help="what each channel of a layer learned: top dataset patches and deconvnet projections"
+        " (also `cnnkit visualize units`)",
+    )
+    add_units_arguments(u)
+    u.set_defaults(func=run_units)
 
 
 def run_explain(args: argparse.Namespace) -> int:
