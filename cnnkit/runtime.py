@@ -97,6 +97,7 @@ def batches(
     num_workers: int = 0,
     skip: int = 0,
     shard: Callable[[Tensor], Tensor] | None = None,
+    order: Tensor | None = None,
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """Yield (uint8 images Tensor[B, C, H, W], targets) in an order fixed by ``seed``; targets are int64 labels
     Tensor[B] for classification, whatever the dataset's ``take`` returns for other tasks.
@@ -105,11 +106,14 @@ def batches(
         shuffle: a fresh permutation from ``seed`` (not from the global RNG, so resuming can replay it).
         skip: leave out the first ``skip`` batches (resuming inside an epoch).
         shard: picks this process's share of the order (distributed training).
+        order: the example order to use instead of a permutation (a task's own sampling, e.g. P identities ×
+            K images per batch); int64 Tensor[M], batches are consecutive runs of ``batch_size``.
 
     In-memory datasets are sliced directly (no per-item Python overhead); others go through a DataLoader.
     """
     g = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(dataset), generator=g) if shuffle else torch.arange(len(dataset))
+    if order is None:
+        order = torch.randperm(len(dataset), generator=g) if shuffle else torch.arange(len(dataset))
     if shard is not None:
         order = shard(order)
     order = order[skip * batch_size :]

@@ -8,7 +8,9 @@ import os
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model and write a run directory")
-    p.add_argument("--task", choices=("classify", "localize"), help="what to learn (default classify)")
+    from ..tasks import TASKS  # names only: the task modules load when a run starts
+
+    p.add_argument("--task", choices=tuple(TASKS), help="what to learn (default classify)")
     p.add_argument("--model", help="registered model name (see `cnnkit models`); default: the task's (smallcnn)")
     p.add_argument("--pretrained", action="store_true", default=None, help="fine-tune from published ImageNet weights")
     p.add_argument("--weights", metavar="PATH", help="fine-tune from a local state dict (.safetensors/.pt/.pth)")

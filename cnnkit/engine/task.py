@@ -23,7 +23,15 @@ Targets = Any  # what the task's datasets yield beside the images: labels Tensor
 
 class Task(Protocol):
     """The training side of a task. ``monitors`` maps each validation metric to +1 (higher is better) or -1;
-    ``epoch_line`` names the history columns the per-epoch terminal line shows, with their labels."""
+    ``epoch_line`` names the history columns the per-epoch terminal line shows, with their labels.
+
+    Two optional methods the engine uses when a task has them:
+
+    - ``forward(net, x, targets) -> output``: the training forward pass, for models that take the targets
+      (torchvision's detectors return their losses); default ``net(x)``.
+    - ``epoch_order(dataset, batch_size, seed) -> Tensor[M]``: the example order of one epoch, for tasks that
+      compose their batches (P identities × K images for a triplet loss); default a seeded permutation.
+    """
 
     name: str
     default_model: str

@@ -136,7 +136,10 @@ class Trainer:
         self.freeze.apply(self.model, self.epoch)  # head-only epochs first; frozen BatchNorm stays in eval mode
         st = self.partial or {"seen": 0, "loss_sum": 0.0, "stats": {}, "seconds": 0.0}
         t0 = time.perf_counter() - st["seconds"]
-        order = batches(self.data.train, self.batch_size, shuffle=True, seed=cfg.seed * 100_003 + self.epoch,
+        seed = cfg.seed * 100_003 + self.epoch
+        sampler = getattr(self.task, "epoch_order", None)  # a task's own batch composition, seeded like ours
+        own = sampler(self.data.train, self.batch_size, seed) if sampler is not None else None
+        order = batches(self.data.train, self.batch_size, shuffle=True, seed=seed, order=own,
                         num_workers=self.cfg.data.num_workers, skip=self.step_in_epoch,
                         shard=lambda o: distributed.shard(o, self.dist))  # fmt: skip
         bar = tqdm(order, total=self.steps_per_epoch, initial=self.step_in_epoch, unit="batch", leave=False,
@@ -169,7 +172,9 @@ class Trainer:
         -> (loss, the task's per-batch statistics)."""
         x, target = self.task.prepare(x, y, self.normalize)
         with autocast(self.device, self.dtype):
-            loss, stats = self.task.loss(self.net(x), target)
+            forward = getattr(self.task, "forward", None)  # detectors take the targets in training mode
+            output = forward(self.net, x, target) if forward is not None else self.net(x)
+            loss, stats = self.task.loss(output, target)
         if self.l1_params:  # explicit L1 on the weights (the notes' L1 regularisation)
             loss = loss + self.cfg.optim.l1 * l1_penalty(self.l1_params).to(loss.device)
         self.opt.zero_grad(set_to_none=True)
