@@ -4,6 +4,7 @@ from . import (  # noqa: F401  (importing a family registers its models)
     alexnet,
     densenet,
     efficientnet,
+    facenet,
     googlenet,
     inception,
     lenet,
