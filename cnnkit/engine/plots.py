@@ -8,7 +8,9 @@ from ..io import save_figure
 
 
 def plot_curves(history: list[dict[str, float]], path: str | Path, title: str = "") -> Path:
-    """Write ``curves.png``: loss (left) and accuracy (right) per epoch, train and validation."""
+    """Write ``curves.png``: loss (left) and accuracy (right) per epoch, train and validation. A task without an
+    accuracy shows its first other validation metric on the right (detection: ``val_map50``), train where it has
+    one."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -16,8 +18,11 @@ def plot_curves(history: list[dict[str, float]], path: str | Path, title: str = 
 
     epochs = [r["epoch"] for r in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, name in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
-        ax.plot(epochs, [r[f"train_{key}"] for r in history], "o-", label="train")
+    other = next((k[4:] for k in history[0] if k.startswith("val_") and k != "val_loss"), "loss")
+    metric = "accuracy" if "val_accuracy" in history[0] else other
+    for ax, key, name in ((ax_loss, "loss", "loss"), (ax_acc, metric, metric)):
+        if f"train_{key}" in history[0]:
+            ax.plot(epochs, [r[f"train_{key}"] for r in history], "o-", label="train")
         ax.plot(epochs, [r[f"val_{key}"] for r in history], "s-", label="validation")
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)

@@ -18,7 +18,8 @@ from ..config import Config
 from ..errors import CnnkitError
 from ..runcard import RunCard, model_path, read_card
 
-TASKS = {"classify": "cnnkit.tasks.classify:Classify", "localize": "cnnkit.tasks.localize:Localize"}
+TASKS = {"classify": "cnnkit.tasks.classify:Classify", "localize": "cnnkit.tasks.localize:Localize",
+         "detect": "cnnkit.tasks.detect:Detect"}
 
 
 def get_task(name: str) -> Any:
