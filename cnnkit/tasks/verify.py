@@ -1,0 +1,289 @@
+"""Face verification, the notes' fourth application: are two images the same identity?
+
+The network maps an image to an L2-normalised embedding (any zoo backbone + a linear layer, 128-d; FaceNet's
+``facenet_nn1`` / ``facenet_nn2`` as the tables give them). Training uses FaceNet's triplet loss with online
+semi-hard negative mining (margin 0.2) on batches of P identities × K = 4 images (``epoch_order``), or the
+contrastive loss (``Verify(loss="contrastive")``).
+
+Open set by default: the identities are the data's classes (a folder per identity, or a named dataset's
+classes), and the last 30 % of them (Fashion-MNIST and digits: 7, 8, 9) are held out for the test pairs and
+never seen in training; validation pairs come from held-out images of the training identities. The distance
+threshold is chosen on the validation pairs; the test reports pair accuracy at it, ROC AUC, EER and TAR at FAR
+1e-3 and 1e-2 (``cnnkit.verification.pairs``), and one-shot identification (one enrolled image per unseen
+identity, the others identified by their nearest enrolled embedding).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..config import Config, from_dict, load_yaml
+from ..data import DataSplits, load_data
+from ..data.augment import BatchAugment, preset
+from ..data.datasets import TensorImages
+from ..errors import CnnkitError
+from ..io import json_safe, read_json, write_json
+from ..runcard import RunCard, read_card
+from ..runtime import Normalize, autocast, batches
+from ..verification.embedder import Embedder, headless
+from ..verification.losses import contrastive_loss, triplet_semihard_loss
+from ..verification.pairs import best_threshold, pair_distances, sample_pairs, verification_metrics
+from ..verification.sampling import pk_order
+from .classify import input_size
+
+TEST_IDENTITIES = 0.3  # the share of identities held out for the open-set test
+K_PER_IDENTITY = 4
+PAIRS = 1000  # matched and as many mismatched pairs sampled from a split
+THRESHOLD_FILE = "verify.json"
+
+
+def _concat(parts: list[TensorImages]) -> TensorImages:
+    return TensorImages(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]),
+                        [i for p in parts for i in p.ids])  # fmt: skip
+
+
+def _keep(ds: TensorImages, idents: set[int]) -> TensorImages:
+    return ds.subset(torch.tensor([i for i, y in enumerate(ds.labels.tolist()) if y in idents], dtype=torch.long))
+
+
+def check_identities(ds: TensorImages, classes: list[str], what: str, skip_bad: bool, skipped: list) -> TensorImages:
+    """Every identity of ``ds`` needs 2 images (a matched pair, an anchor and its positive): a CnnkitError,
+    or with ``skip_bad`` the identity is left out and listed in ``skipped``."""
+    ids, counts = ds.labels.unique(return_counts=True)
+    few = [int(i) for i, c in zip(ids, counts) if c < 2]
+    if few and not skip_bad:
+        raise CnnkitError(f"expected at least 2 images per identity in the {what}, found 1 for"
+                          f" {', '.join(classes[i] for i in few[:5])}; add images or pass --skip-bad")  # fmt: skip
+    skipped += [(classes[i], f"one image in the {what}: left out") for i in few]
+    return _keep(ds, {int(i) for i in ids} - set(few))
+
+
+def open_set_splits(data: DataSplits, skip_bad: bool = False) -> DataSplits:
+    """Train / val on the first 70 % of identities, test on all images of the last 30 % (never trained on)."""
+    if not all(isinstance(getattr(data, s), TensorImages) for s in ("train", "val", "test")):
+        raise CnnkitError("expected the images to fit in memory for verification, found a larger folder; resize"
+                          " them smaller with --set data.image_size=N")  # fmt: skip
+    n = len(data.classes)
+    n_test = max(1, round(n * TEST_IDENTITIES))
+    if n - n_test < 2:
+        raise CnnkitError(f"expected at least 4 identities (2 to train on, held-out ones to test), found {n}")
+    train_ids, test_ids = set(range(n - n_test)), set(range(n - n_test, n))
+    skipped = list(data.skipped)
+    train = check_identities(_keep(data.train, train_ids), data.classes, "training split", skip_bad, skipped)
+    test = _concat([_keep(getattr(data, s), test_ids) for s in ("train", "val", "test")])
+    test = check_identities(test, data.classes, "held-out identities", skip_bad, skipped)
+    return DataSplits(train, _keep(data.val, train_ids), test, data.classes, data.in_chans, data.image_size,
+                      data.source, skipped, data.hflip)  # fmt: skip
+
+
+@torch.no_grad()
+def embed_dataset(model: nn.Module, dataset: Any, normalize: Normalize, dtype: Any = None) -> Tensor:
+    """Embeddings of every example, in eval mode: Tensor[N, dim] (float32, on the CPU)."""
+    was = model.training
+    model.eval()
+    out = []
+    try:
+        for x, _ in batches(dataset, 256):
+            with autocast(normalize.device, dtype):
+                out.append(model(normalize(x)).float().cpu())
+    finally:
+        model.train(was)
+    return torch.cat(out) if out else torch.zeros(0, getattr(model, "dim", 128))
+
+
+class Verify:
+    """The verification task (see the module docstring); one instance per run.
+
+    Args:
+        loss: "triplet" (semi-hard mining, FaceNet) or "contrastive".
+        margin: the triplet loss's α (0.2), or the contrastive loss's margin on the distance (1.0 when None).
+        dim: embedding width.
+    """
+
+    name = "verify"
+    default_model = "smallcnn"
+    monitors: ClassVar[dict[str, int]] = {"val_auc": 1, "val_pair_accuracy": 1, "val_loss": -1}
+    default_monitor = "val_auc"
+    epoch_line: ClassVar[dict[str, str]] = {"train_loss": "loss", "val_auc": "val AUC",
+                                            "val_pair_accuracy": "val pair acc", "val_loss": "val loss"}  # fmt: skip
+
+    def __init__(self, loss: str = "triplet", margin: float | None = None, dim: int = 128) -> None:
+        if loss not in ("triplet", "contrastive"):
+            raise CnnkitError(f"expected the verification loss triplet or contrastive, found {loss!r}")
+        self.loss_name, self.dim = loss, dim
+        self.margin = margin if margin is not None else (0.2 if loss == "triplet" else 1.0)
+
+    # ---- training ---------------------------------------------------------------------------------------------
+    def load_data(self, cfg: Config) -> DataSplits:
+        return open_set_splits(load_data(cfg.data, seed=cfg.train.seed, image_size=input_size(cfg)),
+                               cfg.data.skip_bad)  # fmt: skip
+
+    def build_model(self, cfg: Config, data: DataSplits) -> nn.Module:
+        backbone = headless(cfg.model.name, data.in_chans, pretrained=cfg.model.pretrained, weights=cfg.model.weights)
+        backbone.default_input = (data.in_chans, *data.image_size)
+        return Embedder(backbone, self.dim)
+
+    def setup(self, cfg: Config, data: DataSplits, model: nn.Module) -> None:
+        if cfg.data.mixup or cfg.data.cutmix:
+            raise CnnkitError(
+                "expected data.mixup=0 and data.cutmix=0 for verify (they mix identities), found them set"
+            )
+        self.augment = BatchAugment(preset(cfg.data.augment, data.image_size, cfg.data.name, data.hflip))
+
+    def epoch_order(self, dataset: TensorImages, batch_size: int, seed: int) -> Tensor:
+        """P identities × K images per batch (see :func:`cnnkit.verification.pk_order`)."""
+        return pk_order(dataset.labels, batch_size, K_PER_IDENTITY, seed)
+
+    def prepare(self, x: Tensor, y: Tensor, normalize: Normalize) -> tuple[Tensor, Tensor]:
+        return normalize(self.augment(x)), y.to(normalize.device)
+
+    def loss(self, output: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """output: embeddings Tensor[B, dim]; targets: identities Tensor[B]."""
+        if self.loss_name == "triplet":
+            return triplet_semihard_loss(output, targets, self.margin), {}
+        return contrastive_loss(output, targets, self.margin), {}
+
+    def validate(self, model: nn.Module, dataset: Any, normalize: Normalize, dtype: Any) -> dict[str, float]:
+        emb = embed_dataset(model, dataset, normalize, dtype)
+        labels = dataset.labels
+        if len(labels) < 2 or len(labels.unique()) < 2:
+            return {k: math.nan for k in self.monitors}
+        pairs = sample_pairs(labels, PAIRS, seed=0)
+        dist = pair_distances(emb, pairs)
+        m = verification_metrics(dist, pairs.same, best_threshold(dist, pairs.same))
+        loss, _ = self.loss(emb[:1024], labels[:1024])
+        return {"val_loss": float(loss), "val_auc": m["auc"], "val_pair_accuracy": m["accuracy"]}
+
+    def card_fields(self, cfg: Config, data: DataSplits) -> dict[str, Any]:
+        train_ids = sorted(set(data.train.labels.tolist()))
+        test_ids = sorted(set(data.test.labels.tolist()))
+        return {"task_fields": {"embedding_dim": self.dim, "loss": self.loss_name, "margin": self.margin,
+                                "distance": "squared euclidean", "hflip": data.hflip,
+                                "train_identities": [data.classes[i] for i in train_ids],
+                                "test_identities": [data.classes[i] for i in test_ids]}}  # fmt: skip
+
+    def report(self, run_dir: Path, **opts: Any) -> Path:
+        from ..verification.report import write_report
+
+        return write_report(run_dir, evaluate_run(run_dir, **opts))
+
+    # ---- after training ---------------------------------------------------------------------------------------
+    def build_from_card(self, card: RunCard, name: str) -> nn.Module:
+        backbone = headless(name, card.input.channels)
+        backbone.default_input = (card.input.channels, card.input.height, card.input.width)
+        return Embedder(backbone, int(card.task_fields.get("embedding_dim", self.dim)))
+
+    def predictor(self, run_dir: Path, device: str = "cpu") -> Any:
+        return EmbeddingPredictor.from_run(run_dir, device)
+
+    def evaluate(self, runs: list[str], opts: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+        if opts.get("ensemble") or opts.get("tta") or opts.get("predictions") or opts.get("gallery"):
+            raise CnnkitError("expected no --ensemble, --tta, --predictions or --gallery for verify runs, found one")
+        results = []
+        for run in runs:
+            m = evaluate_run(run, opts.get("data"), opts.get("split", "test"), opts.get("data_dir"))
+            write_json(Path(run) / f"eval_{m['split']}.json", json_safe({k: v for k, v in m.items()
+                                                                         if k not in ("fpr", "tpr")}))  # fmt: skip
+            results.append((m, format_metrics(m)))
+        return results
+
+
+class EmbeddingPredictor:
+    """A trained embedder with its preprocessing: ``embed(images) -> Tensor[N, dim]`` (``cnnkit.load``)."""
+
+    def __init__(self, model: nn.Module, card: RunCard, run_dir: Path, device: str = "cpu") -> None:
+        from ..predict import Predictor
+
+        self.run_dir, self.card = run_dir, card
+        self._images = Predictor(model, card, device)  # its preprocessing (resize, channels, normalisation)
+        self.model, self.classes = self._images.model, card.classes
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, device: str = "cpu") -> EmbeddingPredictor:
+        from ..engine.checkpoint import load_weights
+        from ..runcard import model_path
+
+        run_dir = Path(run_dir)
+        card = read_card(run_dir)
+        model = Verify().build_from_card(card, model_path(card, run_dir))
+        load_weights(model, run_dir / "model.safetensors")
+        return cls(model, card, run_dir, device)
+
+    @torch.no_grad()
+    def embed(self, images: list[Any], batch_size: int = 256) -> Tensor:
+        """images (paths, arrays, PIL images or uint8 tensors) -> Tensor[N, dim] L2-normalised."""
+        x = torch.stack([self._images.to_tensor(im) for im in images])
+        return torch.cat([self.model(self._images.normalize(b)).float().cpu() for b in x.split(batch_size)])
+
+    def threshold(self) -> float:
+        """The distance threshold chosen on the validation pairs (computed and saved on first use)."""
+        path = self.run_dir / THRESHOLD_FILE
+        if not path.is_file():
+            evaluate_run(self.run_dir)  # writes it
+        return float(read_json(path)["threshold"])
+
+
+def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", data_dir: str | None = None
+                 ) -> dict[str, Any]:  # fmt: skip
+    """The run's verification figures on ``split``: the threshold from the validation pairs (saved to
+    ``verify.json``), then pair accuracy, ROC AUC, EER, TAR@FAR and one-shot identification accuracy."""
+    from ..data.splits import check_split
+
+    run = Path(run)
+    card = read_card(run)
+    cfg = from_dict(load_yaml(run / "config.yaml"))
+    if data:
+        cfg.data.name = data
+    if data_dir:
+        cfg.data.data_dir = data_dir
+    splits = Verify().load_data(cfg)
+    if data is None:
+        check_split(card, run, splits, split)
+    pred = EmbeddingPredictor.from_run(run)
+    val_emb = embed_dataset(pred.model, splits.val, pred._images.normalize)
+    val_pairs = sample_pairs(splits.val.labels, PAIRS, seed=0)
+    threshold = best_threshold(pair_distances(val_emb, val_pairs), val_pairs.same)
+    write_json(run / THRESHOLD_FILE, {"threshold": threshold, "distance": "squared euclidean",
+                                      "chosen_on": f"{2 * PAIRS} validation pairs"})  # fmt: skip
+    ds = getattr(splits, split)
+    emb = embed_dataset(pred.model, ds, pred._images.normalize)
+    pairs = sample_pairs(ds.labels, PAIRS, seed=1)
+    m = verification_metrics(pair_distances(emb, pairs), pairs.same, threshold)
+    idents = sorted(set(ds.labels.tolist()))
+    m.update(one_shot_accuracy(emb, ds.labels), run=str(run), task="verify", data=splits.source, split=split,
+             n_images=len(ds), identities=[splits.classes[i] for i in idents])  # fmt: skip
+    return m
+
+
+def one_shot_accuracy(emb: Tensor, labels: Tensor, seed: int = 0) -> dict[str, float]:
+    """Enrol one image per identity (seeded pick), identify every other image by its nearest enrolled
+    embedding: ``one_shot_accuracy`` over those queries, and ``chance`` (1 / identities)."""
+    g = torch.Generator().manual_seed(seed)
+    enrolled = []
+    for i in labels.unique().tolist():
+        idx = (labels == i).nonzero().flatten()
+        enrolled.append(int(idx[torch.randint(len(idx), (1,), generator=g)]))
+    query = torch.ones(len(labels), dtype=torch.bool)
+    query[enrolled] = False
+    nearest = torch.cdist(emb[query], emb[enrolled]).argmin(1)
+    acc = (labels[enrolled][nearest] == labels[query]).float().mean()
+    return {"one_shot_accuracy": float(acc), "one_shot_chance": 1 / len(enrolled), "one_shot_queries": int(query.sum())}
+
+
+def format_metrics(m: dict[str, Any]) -> str:
+    """The terminal text of ``cnnkit evaluate`` for a verify run."""
+    return "\n".join([
+        f"{m['split']} split of {m['data']}: {m['n_images']} images of {len(m['identities'])} identities never seen"
+        f" in training ({', '.join(m['identities'])}); {m['n_pairs']} pairs",
+        f"  pair accuracy {m['accuracy']:.4f} at threshold {m['threshold']:.4f} (squared distance, chosen on"
+        " validation pairs)",
+        f"  ROC AUC {m['auc']:.4f}   EER {m['eer']:.4f}   TAR@FAR=1e-3 {m['tar_at_far_1e-3']:.4f}"
+        f"   TAR@FAR=1e-2 {m['tar_at_far_1e-2']:.4f}",
+        f"  one-shot identification (one enrolled image per identity): {m['one_shot_accuracy']:.4f}"
+        f" over {m['one_shot_queries']} images (chance {m['one_shot_chance']:.4f})",
+    ])  # fmt: skip

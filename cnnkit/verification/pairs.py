@@ -1,0 +1,142 @@
+"""Verification pairs and their figures: seeded matched / mismatched pairs of a labelled split, LFW's
+``pairs.txt`` protocol, and the metrics (pair accuracy at a threshold chosen on other pairs, ROC and AUC, EER,
+TAR at fixed FAR), all from scikit-learn's ``roc_curve``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import auc, roc_curve
+from torch import Tensor
+
+from ..errors import CnnkitError
+
+FARS = (1e-3, 1e-2)
+
+
+@dataclass
+class Pairs:
+    """Pairs of examples: ``a``, ``b`` indices Tensor[N] into a list of images, ``same`` bool Tensor[N], and
+    ``fold`` int Tensor[N] (LFW's ten folds; 0 for sampled pairs)."""
+
+    a: Tensor
+    b: Tensor
+    same: Tensor
+    fold: Tensor
+
+    def __len__(self) -> int:
+        return len(self.same)
+
+
+def sample_pairs(labels: Tensor, n: int, seed: int = 0) -> Pairs:
+    """Up to ``n`` matched and ``n`` mismatched pairs of distinct examples, seeded.
+
+    Args:
+        labels: Tensor[N] identities of the examples.
+
+    Raises:
+        CnnkitError: when no identity has two images (no matched pair can be made) or there is one identity.
+    """
+    g = torch.Generator().manual_seed(seed)
+    ids, counts = labels.unique(return_counts=True)
+    if (counts >= 2).sum() == 0 or len(ids) < 2:
+        raise CnnkitError(f"expected at least 2 identities and one with 2 images for verification pairs, found"
+                          f" {len(ids)} identities with at most {int(counts.max(initial=0))} image(s) each;"
+                          " add images, or use --skip-bad to leave such identities out")  # fmt: skip
+    many = ids[counts >= 2]
+    ident = many[torch.randint(len(many), (n,), generator=g)]
+    a, b = [], []
+    for i in ident.tolist():  # two distinct images of one identity
+        idx = (labels == i).nonzero().flatten()
+        pick = idx[torch.randperm(len(idx), generator=g)[:2]]
+        a.append(int(pick[0])), b.append(int(pick[1]))
+    x, y = torch.randint(len(labels), (2, 4 * n), generator=g)
+    keep = (labels[x] != labels[y]).nonzero().flatten()[:n]
+    a_all = torch.cat([torch.tensor(a), x[keep]])
+    b_all = torch.cat([torch.tensor(b), y[keep]])
+    same = torch.cat([torch.ones(len(a), dtype=torch.bool), torch.zeros(len(keep), dtype=torch.bool)])
+    return Pairs(a_all, b_all, same, torch.zeros(len(same), dtype=torch.long))
+
+
+def pair_distances(emb: Tensor, pairs: Pairs) -> Tensor:
+    """Squared Euclidean distance of each pair: emb Tensor[N, D] -> Tensor[len(pairs)]."""
+    return (emb[pairs.a] - emb[pairs.b]).square().sum(1)
+
+
+def best_threshold(dist: Tensor, same: Tensor) -> float:
+    """The distance threshold (same when ``dist ≤ threshold``) with the best accuracy on these pairs: a
+    midpoint between neighbouring distances, so it generalises no more optimistically than it must."""
+    d, s = dist.double().numpy(), same.numpy()
+    order = np.argsort(d)
+    d, s = d[order], s[order]
+    # accuracy when the first i pairs (sorted by distance) are called "same": matched among them + mismatched after
+    correct = np.concatenate([[0], np.cumsum(s)]) + np.concatenate([[(~s).sum()], (~s).sum() - np.cumsum(~s)])
+    i = int(correct.argmax())
+    if i == 0:
+        return float(d[0]) - 1e-6
+    return float(d[i - 1] + d[i]) / 2 if i < len(d) else float(d[-1]) + 1e-6
+
+
+def verification_metrics(dist: Tensor, same: Tensor, threshold: float) -> dict[str, float | list]:
+    """ROC AUC, EER, TAR at FAR 1e-3 and 1e-2, and pair accuracy at ``threshold`` (chosen on other pairs).
+
+    Args:
+        dist: Tensor[N] pair distances (smaller: more alike); same: bool Tensor[N].
+
+    Returns:
+        ``auc``, ``eer``, ``tar_at_far_1e-3``, ``tar_at_far_1e-2``, ``accuracy``, ``threshold``, ``n_pairs`` and
+        the curve ``fpr``, ``tpr`` (lists) for plotting.
+    """
+    y, score = same.numpy().astype(int), -dist.double().numpy()
+    if y.min() == y.max():
+        raise CnnkitError(
+            f"expected both matched and mismatched pairs, found only {'matched' if y[0] else 'mismatched'}"
+        )
+    fpr, tpr, _ = roc_curve(y, score)
+    fnr = 1 - tpr
+    i = int(np.nanargmin(np.abs(fnr - fpr)))
+    out: dict[str, float | list] = {"auc": float(auc(fpr, tpr)), "eer": float((fpr[i] + fnr[i]) / 2)}
+    for far in FARS:  # the highest TAR whose FAR stays at or under the target
+        out[f"tar_at_far_{far:.0e}".replace("e-0", "e-")] = float(tpr[fpr <= far].max(initial=0.0))
+    out["accuracy"] = float(((dist <= threshold) == same).float().mean())
+    out["threshold"], out["n_pairs"] = float(threshold), len(y)
+    out["fpr"], out["tpr"] = fpr.tolist(), tpr.tolist()
+    return out
+
+
+def lfw_pairs(pairs_file: str | Path, root: str | Path, skip_bad: bool = False) -> tuple[list[tuple], list[str]]:
+    """Read LFW's ``pairs.txt`` (first line: folds and pairs per fold; then, per fold, that many matched lines
+    ``name i j`` and as many mismatched ``name1 i name2 j``); image ``i`` of ``name`` is
+    ``root/name/name_000i.jpg``.
+
+    Returns:
+        ([(path_a, path_b, same, fold)], skipped lines as "line N: reason"). A pair naming a missing image is a
+        CnnkitError, or skipped and listed with ``skip_bad``.
+    """
+    lines = [ln.split() for ln in Path(pairs_file).read_text().splitlines() if ln.strip()]
+    try:
+        folds, per_fold = int(lines[0][0]), int(lines[0][1])
+    except (IndexError, ValueError):
+        raise CnnkitError(f"expected a first line 'FOLDS PAIRS' in {str(pairs_file)!r} (LFW's pairs.txt), found"
+                          f" {' '.join(lines[0]) if lines else 'an empty file'!r}") from None  # fmt: skip
+    root, out, skipped = Path(root), [], []
+    for n, parts in enumerate(lines[1:], start=2):
+        fold = (n - 2) // (2 * per_fold)
+        if len(parts) not in (3, 4) or fold >= folds:
+            raise CnnkitError(f"expected 'name i j' or 'name1 i name2 j' on line {n} of {str(pairs_file)!r}, found"
+                              f" {' '.join(parts)!r}")  # fmt: skip
+        a_name, a_i, b_name, b_i = (parts[0], parts[1], parts[0], parts[2]) if len(parts) == 3 else parts
+        paths = [root / name / f"{name}_{int(i):04d}.jpg" for name, i in ((a_name, a_i), (b_name, b_i))]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            reason = f"line {n}: missing image {missing[0]}"
+            if not skip_bad:
+                raise CnnkitError(f"expected the images that {str(pairs_file)!r} names, found {reason}; check --root"
+                                  " or pass --skip-bad to leave such pairs out")  # fmt: skip
+            skipped.append(reason)
+            continue
+        out.append((*paths, len(parts) == 3, fold))
+    return out, skipped
