@@ -44,8 +44,8 @@ def sample_pairs(labels: Tensor, n: int, seed: int = 0) -> Pairs:
     ids, counts = labels.unique(return_counts=True)
     if (counts >= 2).sum() == 0 or len(ids) < 2:
         raise CnnkitError(f"expected at least 2 identities and one with 2 images for verification pairs, found"
-                          f" {len(ids)} identities with at most {int(counts.max(initial=0))} image(s) each;"
-                          " add images, or use --skip-bad to leave such identities out")  # fmt: skip
+                          f" {len(ids)} identities with at most {int(counts.max()) if len(counts) else 0} image(s)"
+                          " each; add images, or use --skip-bad to leave such identities out")  # fmt: skip
     many = ids[counts >= 2]
     ident = many[torch.randint(len(many), (n,), generator=g)]
     a, b = [], []

@@ -1,0 +1,78 @@
+"""``cnnkit verify RUN A B`` (same or different), ``cnnkit verify enroll RUN --gallery DIR`` (store embeddings
+per identity) and ``cnnkit verify identify RUN IMAGE…`` (the nearest enrolled identities, or "unknown")."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..errors import CnnkitError
+
+USAGE = "cnnkit verify RUN A B | cnnkit verify enroll RUN --gallery DIR | cnnkit verify identify RUN IMAGE…"
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("verify", help="face verification with a verify run: compare two images, enrol, identify",
+                       usage=USAGE, description=__doc__)  # fmt: skip
+    p.add_argument("words", nargs="+", metavar="ARG", help="RUN A B, or enroll RUN, or identify RUN IMAGE…")
+    p.add_argument("--gallery", metavar="DIR", help="enroll: a folder per identity (one image each: one-shot)")
+    p.add_argument("--top", type=int, default=3, help="identify: how many identities to list (default 3)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run_verify)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    words = args.words
+    if words[0] == "enroll":
+        return _enroll(words[1:], args)
+    if words[0] == "identify":
+        return _identify(words[1:], args)
+    if len(words) != 3:
+        raise CnnkitError(f"expected RUN A B (a run and two images), found {len(words)} argument(s); usage: {USAGE}")
+    from ..tasks.verify import EmbeddingPredictor
+
+    pred = EmbeddingPredictor.from_run(words[0])
+    emb, threshold = pred.embed(words[1:]), pred.threshold()
+    dist = float((emb[0] - emb[1]).square().sum())
+    same = dist <= threshold
+    if args.json:
+        print(json.dumps({"a": words[1], "b": words[2], "same": same, "distance": dist, "threshold": threshold}))
+    else:
+        print(
+            f"{'same' if same else 'different'}: distance {dist:.4f} {'≤' if same else '>'} threshold {threshold:.4f}"
+        )
+    return 0
+
+
+def _enroll(words: list[str], args: argparse.Namespace) -> int:
+    if len(words) != 1 or not args.gallery:
+        raise CnnkitError(f"expected `cnnkit verify enroll RUN --gallery DIR`, found {' '.join(words) or 'no run'}")
+    from ..tasks.verify import EmbeddingPredictor
+    from ..verification.gallery import Gallery, gallery_files
+
+    pred = EmbeddingPredictor.from_run(words[0])
+    files = gallery_files(args.gallery)
+    names = [name for name, paths in files.items() for _ in paths]
+    gallery = Gallery(pred.embed([p for paths in files.values() for p in paths]), names)
+    path = gallery.save(words[0])
+    print(f"enrolled {len(files)} identities ({len(names)} images) into {path}")
+    return 0
+
+
+def _identify(words: list[str], args: argparse.Namespace) -> int:
+    if len(words) < 2:
+        raise CnnkitError(f"expected `cnnkit verify identify RUN IMAGE…`, found {' '.join(words) or 'nothing'}")
+    from ..tasks.verify import EmbeddingPredictor
+    from ..verification.gallery import Gallery
+
+    pred = EmbeddingPredictor.from_run(words[0])
+    gallery, threshold = Gallery.load(words[0]), pred.threshold()
+    found = gallery.identify(pred.embed(words[1:]), threshold, args.top)
+    if args.json:
+        print(json.dumps([{"image": im, "matches": [{"identity": n, "distance": d} for n, d in hits]}
+                          for im, hits in zip(words[1:], found)], indent=2))  # fmt: skip
+        return 0
+    for im, hits in zip(words[1:], found):
+        text = ", ".join(f"{n} ({d:.4f})" for n, d in hits) if hits else f"unknown (none within {threshold:.4f})"
+        print(f"{im}: {text}")
+    return 0

@@ -1,0 +1,155 @@
+"""The verify task: losses and metrics on hand-worked examples, P×K batches, pair protocols and bad input,
+then a run trained one epoch on digits (identities 0–6; 7–9 held out) through evaluate, report and the
+``cnnkit verify`` commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnkit.data.datasets import TensorImages
+from cnnkit.errors import CnnkitError
+from cnnkit.tasks.verify import check_identities
+from cnnkit.verification import contrastive_loss, lfw_pairs, pk_order, triplet_semihard_loss, verification_metrics
+from cnnkit.verification.pairs import best_threshold, sample_pairs
+
+# 1-d embeddings 0, 0.1 (identity 0) and 0.25, 1.0 (identity 1): squared distances d01 .01, d02 .0625, d03 1,
+# d12 .0225, d13 .81, d23 .5625
+EMB, LABELS = torch.tensor([[0.0], [0.1], [0.25], [1.0]]), torch.tensor([0, 0, 1, 1])
+
+
+def test_triplet_loss_mines_semi_hard_negatives_by_hand() -> None:
+    # (0,1): negatives farther than .01 are .0625 and 1 -> closest .0625: .01 − .0625 + .2 = .1475
+    # (1,0): .0225 and .81 -> .0225: .01 − .0225 + .2 = .1875
+    # (2,3): d_ap .5625, negatives .0625 and .0225 are all nearer -> the farthest, .0625: .5625 − .0625 + .2 = .7
+    # (3,2): negatives 1 and .81 -> .81: .5625 − .81 + .2 < 0 -> 0
+    expected = (0.1475 + 0.1875 + 0.7 + 0) / 4
+    assert float(triplet_semihard_loss(EMB, LABELS, margin=0.2)) == pytest.approx(expected)
+
+
+def test_contrastive_loss_by_hand() -> None:
+    matched = (0.01 + 0.5625) / 2  # d² of (0,1) and (2,3)
+    mismatched = (
+        (1 - 0.25) ** 2 + 0 + (1 - 0.15) ** 2 + (1 - 0.9) ** 2
+    ) / 4  # max(0, 1 − d)² of (0,2) (0,3) (1,2) (1,3)
+    assert float(contrastive_loss(EMB, LABELS, margin=1.0)) == pytest.approx(matched + mismatched)
+
+
+def test_metrics_of_four_pairs_by_hand() -> None:
+    dist, same = torch.tensor([0.1, 0.2, 0.3, 0.4]), torch.tensor([True, False, True, False])
+    t = best_threshold(dist, same)
+    assert t == pytest.approx(0.15)  # calling only the 0.1 pair "same" gets 3 of 4 right
+    m = verification_metrics(dist, same, t)
+    assert m["auc"] == pytest.approx(0.75)  # 3 of the 4 (matched, mismatched) orderings are right
+    assert m["eer"] == pytest.approx(0.5) and m["tar_at_far_1e-2"] == pytest.approx(0.5)
+    assert m["accuracy"] == pytest.approx(0.75)
+
+
+def test_pk_order_gives_every_example_company_and_is_seeded() -> None:
+    labels = torch.arange(10).repeat_interleave(9)  # 10 identities × 9 images
+    order = pk_order(labels, batch_size=16, k=4, seed=3)
+    assert torch.equal(order, pk_order(labels, 16, 4, seed=3)) and not torch.equal(order, pk_order(labels, 16, 4, 4))
+    assert len(set(order.tolist())) == len(order) == 80  # 9 = 4 + 4 + 1: the single one waits for another epoch
+    groups = order.view(-1, 4)  # batches of 16 are P = 4 identities × K = 4 images
+    assert all(len(labels[g].unique()) == 1 for g in groups)
+
+
+def test_sampled_pairs_are_distinct_and_balanced() -> None:
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 2])
+    p = sample_pairs(labels, 20, seed=0)
+    assert (p.a != p.b).all()
+    assert torch.equal(labels[p.a] == labels[p.b], p.same) and int(p.same.sum()) == 20 and int((~p.same).sum()) == 20
+    with pytest.raises(CnnkitError, match="at least 2 identities"):
+        sample_pairs(torch.tensor([0, 1, 2]), 5)
+
+
+def test_lfw_pairs_file_and_missing_images(tmp_path: Path) -> None:
+    for name, n in (("Alice", 2), ("Bob", 1)):
+        (tmp_path / name).mkdir()
+        for i in range(1, n + 1):
+            Image.new("RGB", (8, 8)).save(tmp_path / name / f"{name}_{i:04d}.jpg")
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("1\t1\nAlice\t1\t2\nAlice\t1\tBob\t1\n")
+    found, skipped = lfw_pairs(pairs, tmp_path)
+    assert [(a.name, b.name, same) for a, b, same, _ in found] == [
+        ("Alice_0001.jpg", "Alice_0002.jpg", True), ("Alice_0001.jpg", "Bob_0001.jpg", False)]  # fmt: skip
+    pairs.write_text("1\t1\nAlice\t1\t3\nAlice\t1\tBob\t1\n")
+    with pytest.raises(CnnkitError, match="missing image .*Alice_0003.jpg"):
+        lfw_pairs(pairs, tmp_path)
+    found, skipped = lfw_pairs(pairs, tmp_path, skip_bad=True)
+    assert len(found) == 1 and skipped == [f"line 2: missing image {tmp_path / 'Alice' / 'Alice_0003.jpg'}"]
+
+
+def test_an_identity_with_one_image_is_one_clear_error_or_skipped() -> None:
+    ds = TensorImages(torch.zeros(5, 1, 4, 4, dtype=torch.uint8), torch.tensor([0, 0, 1, 2, 2]))
+    with pytest.raises(CnnkitError, match="at least 2 images per identity .* found 1 for b"):
+        check_identities(ds, ["a", "b", "c"], "test", False, [])
+    skipped: list = []
+    kept = check_identities(ds, ["a", "b", "c"], "test", True, skipped)
+    assert kept.labels.tolist() == [0, 0, 2, 2] and skipped[0][0] == "b"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    from cnnkit.cli import main
+
+    out = tmp_path_factory.mktemp("verify") / "run"
+    args = ["train", "--task", "verify", "--data", "digits", "--epochs", "1", "--batch-size", "64", "--out", str(out)]
+    assert main([*args, "--quiet"]) == 0
+    return out
+
+
+def test_open_set_run_evaluate_and_report(run: Path, capsys) -> None:
+    from cnnkit.tasks import evaluate_runs, report
+
+    card = json.loads((run / "model.json").read_text())
+    fields = card["task_fields"]
+    assert fields["test_identities"] == ["7", "8", "9"] and fields["train_identities"] == [str(i) for i in range(7)]
+    assert json.loads((run / "metrics.json").read_text())["val_auc"] > 0.75  # it learned the training identities
+    [(m, text)] = evaluate_runs([str(run)])
+    assert m["identities"] == ["7", "8", "9"] and m["n_pairs"] == 2000 and 0 <= m["eer"] <= 1
+    assert "TAR@FAR=1e-3" in text and "one-shot identification" in text
+    assert json.loads((run / "verify.json").read_text())["threshold"] == m["threshold"]
+    assert report(run).is_file() and (run / "report_files" / "roc.png").is_file()
+
+
+def _parser() -> argparse.ArgumentParser:
+    from cnnkit.cli import verify
+
+    parser = argparse.ArgumentParser()
+    verify.add_commands(parser.add_subparsers())
+    return parser
+
+
+def test_verify_enroll_identify_commands(run: Path, tmp_path: Path, capsys) -> None:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    paths = {}
+    for digit in (7, 8):  # one image per unseen identity: the one-shot case
+        (tmp_path / "gallery" / str(digit)).mkdir(parents=True)
+        for k, i in enumerate(np.flatnonzero(d.target == digit)[:2]):
+            path = tmp_path / ("gallery" if k == 0 else "probe") / str(digit) / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((d.images[i] * 16).clip(0, 255).astype(np.uint8)).save(path)
+            paths[(digit, k)] = str(path)
+    parse = _parser().parse_args
+    args = parse(["verify", str(run), paths[(7, 0)], paths[(7, 1)], "--json"])
+    assert args.func(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["same"] == (out["distance"] <= out["threshold"])
+    args = parse(["verify", "enroll", str(run), "--gallery", str(tmp_path / "gallery")])
+    assert args.func(args) == 0 and "enrolled 2 identities" in capsys.readouterr().out
+    args = parse(["verify", "identify", str(run), paths[(7, 1)], "--json"])
+    assert args.func(args) == 0
+    matches = json.loads(capsys.readouterr().out)[0]["matches"]
+    assert all(m["identity"] in ("7", "8") and m["distance"] <= out["threshold"] for m in matches)
+    with pytest.raises(CnnkitError, match="expected RUN A B"):
+        args = parse(["verify", str(run), paths[(7, 0)]])
+        args.func(args)
