@@ -1,0 +1,54 @@
+"""Open-set verification on Fashion-MNIST: train an embedding (triplet loss, semi-hard mining, P×K batches) on
+classes 0–6, then verify pairs and identify one-shot among classes 7–9, never seen in training.
+
+Prints ROC AUC, EER, TAR at FAR 1e-3 / 1e-2, pair accuracy (threshold from validation pairs), one-shot
+identification accuracy beside its chance level, the wall time and the CPU. Run alone (other PyTorch
+processes on the same cores slow it many times)::
+
+    .venv/bin/python benchmarks/verify.py [--model resnet18] [--epochs 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import tempfile
+import time
+from pathlib import Path
+
+
+def cpu_name() -> str:
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    found = re.search(r"model name\s*:\s*(.*)", text)
+    return found.group(1) if found else "unknown CPU"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="smallcnn")
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--out", help="keep the run here (default: a temporary folder)")
+    a = p.parse_args()
+
+    from cnnkit.cli import main as cnnkit_main
+    from cnnkit.tasks import evaluate_runs, report
+
+    out = Path(a.out or tempfile.mkdtemp(prefix="verify-bench-")) / "run"
+    t0 = time.perf_counter()
+    args = ["train", "--task", "verify", "--data", "fashion-mnist", "--model", a.model, "--epochs", str(a.epochs),
+            "--batch-size", str(a.batch_size), "--out", str(out), "--quiet"]  # fmt: skip
+    assert cnnkit_main(args) == 0
+    train_s = time.perf_counter() - t0
+    [(_, text)] = evaluate_runs([str(out)])
+    report(out)
+    total_s = time.perf_counter() - t0
+    print(text)
+    print(
+        f"model {a.model}, {a.epochs} epochs: training {train_s:.0f} s, with evaluation {total_s:.0f} s on {cpu_name()}"
+    )
+    print(f"run: {out}  (ROC: {out / 'report_files' / 'roc.png'})")
+
+
+if __name__ == "__main__":
+    main()
