@@ -11,7 +11,10 @@ from ..config import OptimConfig
 from ..errors import CnnkitError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "step", "cosine", "onecycle")
+SCHEDULES = ("constant", "step", "cosine", "warmup_cosine")
+# Old names kept working. ``onecycle`` was never Smith's one-cycle policy (no momentum cycle, no final annealing
+# below the start): it is linear warm-up + cosine, so it is an alias of ``warmup_cosine``.
+SCHEDULE_ALIASES = {"onecycle": "warmup_cosine"}
 
 
 def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -39,12 +42,15 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, groups: list[dict] | Non
 def lr_factor(schedule: str, step: int, total: int, warmup: int, step_size: int = 0, gamma: float = 0.1) -> float:
     """Multiplier of the base learning rate at optimizer ``step`` of ``total`` (linear warm-up first).
 
-    ``step`` multiplies by ``gamma`` every ``step_size`` steps; ``cosine`` anneals to 0; ``onecycle`` warms up
-    over 25 % of the steps unless ``warmup`` is given, then anneals with a cosine to 0.
+    ``step`` multiplies by ``gamma`` every ``step_size`` steps; ``cosine`` anneals to 0; ``warmup_cosine`` warms
+    up linearly over 25 % of the steps unless ``warmup`` is given, then anneals with a cosine to 0. ``onecycle``
+    is an old alias of ``warmup_cosine`` (not ``torch.optim.lr_scheduler.OneCycleLR``: no momentum cycle).
     """
+    schedule = SCHEDULE_ALIASES.get(schedule, schedule)
     if schedule not in SCHEDULES:
-        raise CnnkitError(f"expected optim.schedule one of {', '.join(SCHEDULES)}, found {schedule!r}")
-    if schedule == "onecycle" and warmup == 0:
+        names = ", ".join([*SCHEDULES, *SCHEDULE_ALIASES])
+        raise CnnkitError(f"expected optim.schedule one of {names}, found {schedule!r}")
+    if schedule == "warmup_cosine" and warmup == 0:
         warmup = max(1, round(0.25 * total))
     if step < warmup:
         return (step + 1) / warmup

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -12,7 +13,7 @@ from cnnkit.config import OptimConfig
 from cnnkit.data.augment import BatchAugment, auto_preset, preset
 from cnnkit.engine.init import init_weights
 from cnnkit.engine.optim import build_optimizer, decay_groups, l1_penalty, lr_factor, weight_params
-from cnnkit.models import create_model
+from cnnkit.errors import CnnkitError
 from cnnkit.models._contract import AuxOutput
 from cnnkit.tasks.objective import Objective, class_weights
 
@@ -34,9 +35,13 @@ def test_each_optimiser_lowers_a_convex_loss(name):
     assert losses[-1] < 0.05 * losses[0]
 
 
-def test_nesterov_only_with_momentum():
-    opt = build_optimizer(nn.Linear(2, 2), OptimConfig(name="sgd", momentum=0.9, nesterov=True))
-    assert opt.param_groups[0]["nesterov"] is True and opt.param_groups[0]["momentum"] == 0.9
+@pytest.mark.parametrize(("momentum", "nesterov"), [(0.9, True), (0.0, False)])
+def test_nesterov_only_with_momentum(momentum, nesterov):
+    # torch refuses nesterov with momentum 0; the builder drops it instead of failing the run
+    opt = build_optimizer(nn.Linear(2, 2), OptimConfig(name="sgd", momentum=momentum, nesterov=True))
+    assert opt.param_groups[0]["nesterov"] is nesterov and opt.param_groups[0]["momentum"] == momentum
+    with pytest.raises(ValueError, match="[Nn]esterov"):
+        torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1, momentum=0.0, nesterov=True)
 
 
 def test_weight_decay_skips_biases_and_norms():
@@ -52,8 +57,15 @@ def test_schedules():
     assert lr_factor("constant", 4, 100, 10) == pytest.approx(0.5)  # warm-up
     assert lr_factor("cosine", 0, 100, 0) == 1.0 and lr_factor("cosine", 50, 100, 0) == pytest.approx(0.5)
     assert lr_factor("cosine", 100, 100, 0) == pytest.approx(0.0)
-    peak = max(range(100), key=lambda s: lr_factor("onecycle", s, 100, 0))
-    assert peak == 24 and lr_factor("onecycle", 0, 100, 0) == pytest.approx(0.04)
+    peak = max(range(100), key=lambda s: lr_factor("warmup_cosine", s, 100, 0))
+    assert peak == 24 and lr_factor("warmup_cosine", 0, 100, 0) == pytest.approx(0.04)
+    assert lr_factor("warmup_cosine", 25 + 75 // 2, 100, 0) == pytest.approx(0.5, abs=0.02)  # cosine after warm-up
+    # the old name is an alias of the same curve
+    assert [lr_factor("onecycle", s, 100, 0) for s in range(100)] == [
+        lr_factor("warmup_cosine", s, 100, 0) for s in range(100)
+    ]
+    with pytest.raises(CnnkitError, match="warmup_cosine"):
+        lr_factor("one_cycle", 0, 100, 0)
     assert [lr_factor("step", s, 100, 0, step_size=30, gamma=0.1) for s in (0, 29, 30, 60)] == pytest.approx(
         [1, 1, 0.1, 0.01]
     )
@@ -119,15 +131,36 @@ def test_auxiliary_losses_are_weighted():
     assert total.item() == pytest.approx((ce(logits, y) + 0.3 * ce(aux1, y) + 0.3 * ce(aux2, y)).item(), rel=1e-6)
 
 
-def test_googlenet_trains_with_its_auxiliary_heads():
+@pytest.mark.parametrize("aux_weight", [0.3, 0.0])
+def test_googlenet_trains_with_its_auxiliary_heads(tmp_path, monkeypatch, aux_weight):
+    """One real epoch: with aux_weight > 0 the auxiliary heads exist and their loss moves their weights."""
     from cnnkit.config import build_config
-    from cnnkit.tasks.classify import model_kwargs
+    from cnnkit.engine.checkpoint import load_state
+    from cnnkit.tasks import train
+    from cnnkit.tasks.classify import Classify
+    from tests.conftest import make_folder
 
-    assert model_kwargs(build_config(sets=["model.name=googlenet"])) == {"aux_logits": True}
-    assert model_kwargs(build_config(sets=["model.name=googlenet", "model.aux_weight=0"])) == {}
-    model = create_model("googlenet", num_classes=3, aux_logits=True).train()
-    out = model(torch.randn(2, 3, 224, 224))
-    assert isinstance(out, AuxOutput) and len(out.aux) == 2
+    built, build = {}, Classify.build_model
+
+    def spy(self, cfg, data):
+        model = build(self, cfg, data)
+        built.update({k: v.clone() for k, v in model.state_dict().items()})
+        return model
+
+    monkeypatch.setattr(Classify, "build_model", spy)
+    make_folder(tmp_path / "d", per_class=6, mode="RGB")
+    sets = [f"data.name={tmp_path / 'd'}", "data.image_size=64", "model.name=googlenet", "train.batch_size=4",
+            "train.epochs=1", "train.report=false", f"model.aux_weight={aux_weight}"]  # fmt: skip
+    sets.append(f"train.out={tmp_path / 'r'}")
+    run = train(build_config(sets=sets), log=lambda *_: None, progress=False)
+    card = json.loads((run / "model.json").read_text())
+    trained = load_state(run / "train_state.pt")["model"]
+    aux = sorted(k for k in trained if k.startswith(("aux1.", "aux2.")) and k.endswith("weight"))
+    if_aux = {"aux_logits": True} if aux_weight else {}
+    assert card["model_kwargs"] == if_aux and bool(aux) == bool(aux_weight)
+    heads = [k for k in aux if k.endswith("fc2.weight")]
+    assert heads == (["aux1.fc2.weight", "aux2.fc2.weight"] if aux_weight else [])
+    assert all(not torch.equal(built[k], trained[k]) for k in heads)  # the auxiliary losses trained the heads
 
 
 def test_balanced_class_weights():

@@ -72,12 +72,14 @@ def test_resume_at_an_epoch_boundary_is_bit_exact(tmp_path):
 def test_resume_inside_an_epoch_is_bit_exact(tmp_path, monkeypatch):
     sets = ("train.epochs=2", "train.save_every_steps=4", "data.augment=digits", "data.mixup=0.5")
     full = train(digits_cfg(tmp_path / "full", *sets), **QUIET)
+    steps_per_epoch = load_state(full / "train_state.pt")["scheduler"]["last_epoch"] // 2
+    assert steps_per_epoch > 6
     calls = {"n": 0}
     step = Trainer.step
 
     def interrupted(self, x, y):
         calls["n"] += 1
-        if calls["n"] == 17:  # step 6 of epoch 2 (11 steps per epoch): 2 steps after the checkpoint at step 4
+        if calls["n"] == steps_per_epoch + 6:  # step 6 of epoch 2: 2 steps after the checkpoint at step 4
             raise KeyboardInterrupt
         return step(self, x, y)
 
@@ -98,20 +100,27 @@ def json_history(run):
 
 
 def test_sigkill_leaves_a_loadable_checkpoint(tmp_path):
-    out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "cnnkit", "train", "--data", "digits", "--epochs", "3", "--out", str(out), "--quiet",
-           "--set", "train.save_every_steps=1"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (out / "train_state.pt").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.3)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    out, epochs = tmp_path / "killed", 100  # far more than it can train before the kill
+    cmd = [sys.executable, "-m", "cnnkit", "train", "--data", "digits", "--epochs", str(epochs), "--out", str(out),
+           "--quiet", "--set", "train.save_every_steps=1"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.time() + 120
+        while not (out / "train_state.pt").exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        time.sleep(0.3)  # a few more checkpoint writes: the kill lands mid-training, maybe mid-write
+        assert proc.poll() is None, f"the child ended before the kill: {proc.stderr.read().decode()[-2000:]}"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL  # killed, not finished
     state = load_state(out / "train_state.pt")  # intact: every write is temp file + os.replace
-    assert state["epoch"] * 11 + state["step_in_epoch"] >= 1
-    resume(out, **QUIET)
-    assert load_state(out / "train_state.pt")["epoch"] == 3
+    assert (state["epoch"], state["step_in_epoch"]) > (0, 0) and state["epoch"] < epochs
+    resume(out, epochs=state["epoch"] + 1, **QUIET)
+    assert load_state(out / "train_state.pt")["epoch"] == state["epoch"] + 1
 
 
 def test_existing_run_is_not_overwritten(digits_run):
@@ -123,8 +132,32 @@ def test_non_finite_loss_stops_and_keeps_no_bad_weights(tmp_path):
     cfg = digits_cfg(tmp_path / "r", "optim.lr=1e12", "optim.schedule=constant", "train.epochs=3")
     with pytest.raises(CnnkitError, match="finite"):
         train(cfg, **QUIET)
-    if (tmp_path / "r" / "model.safetensors").exists():
-        assert all(torch.isfinite(v).all() for v in load_file(tmp_path / "r" / "model.safetensors").values())
+    weights = list((tmp_path / "r").glob("*.safetensors"))
+    assert all(torch.isfinite(v).all() for w in weights for v in load_file(w).values())
+
+
+def test_non_finite_loss_in_epoch_two_keeps_epoch_ones_weights(tmp_path, monkeypatch):
+    from cnnkit.tasks import objective as loss
+
+    original, end_epoch, epochs_done = loss.Objective.__call__, Trainer.end_epoch, []
+
+    def poisoned(self, output, target):
+        total, logits = original(self, output, target)
+        return (total * float("nan") if epochs_done else total), logits
+
+    def count_epochs(self, row):
+        end_epoch(self, row)
+        epochs_done.append(row["epoch"])
+
+    monkeypatch.setattr(loss.Objective, "__call__", poisoned)
+    monkeypatch.setattr(Trainer, "end_epoch", count_epochs)
+    with pytest.raises(CnnkitError, match="finite.*epoch 2"):
+        train(digits_cfg(tmp_path / "r", "train.epochs=3", "train.monitor=val_loss"), **QUIET)
+    assert epochs_done == [1]
+    best = load_file(tmp_path / "r" / "model.safetensors")  # epoch 1's, the only (and best) epoch
+    last = last_weights(tmp_path / "r")
+    assert all(torch.isfinite(v).all() for v in best.values())
+    assert all(torch.equal(best[k], last[k]) for k in best)  # nothing written after the bad step
 
 
 def test_nan_injection_is_skipped_when_asked(tmp_path, monkeypatch):
