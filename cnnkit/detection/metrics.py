@@ -16,6 +16,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+# pycocotools' own thresholds (``Params.setDetParams``) in double precision: torchmetrics' defaults are float32
+# ``linspace`` values (0.550000011…), which move a recall of exactly 0.5 to the other side of a threshold.
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10).tolist()
+RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101).tolist()
 Boxes = dict[str, Tensor]  # {"boxes": [n, 4] xyxy pixels, "labels": [n], "scores": [n] for predictions}
 
 
@@ -33,7 +37,8 @@ def mean_average_precision(preds: list[Boxes], targets: list[Boxes], num_classes
     if not targets:
         return {"map": math.nan, "map_50": math.nan, "map_75": math.nan, "per_class": {}, "per_class_50": {}}
     metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", class_metrics=True, backend="pycocotools",
-                                  extended_summary=True)  # fmt: skip
+                                  extended_summary=True, iou_thresholds=IOU_THRESHOLDS,
+                                  rec_thresholds=RECALL_THRESHOLDS)  # fmt: skip
     metric.update([_cpu(p) for p in preds], [_cpu(t) for t in targets])
     out = metric.compute()
     per_class, per_class_50 = {k: math.nan for k in range(num_classes)}, {k: math.nan for k in range(num_classes)}

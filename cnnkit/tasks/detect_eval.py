@@ -208,7 +208,11 @@ def image_errors(pred: dict[str, Tensor], target: dict[str, Tensor], conf: float
     IoU ≥ 0.5 within a class."""
     keep = pred["scores"] >= conf
     boxes, labels = pred["boxes"][keep], pred["labels"][keep]
-    iou = box_iou(boxes, target["boxes"]) if len(boxes) and len(target["boxes"]) else torch.zeros(len(boxes), 0)
+    iou = (
+        box_iou(boxes, target["boxes"])
+        if len(boxes) and len(target["boxes"])
+        else torch.zeros(len(boxes), len(target["boxes"]))
+    )
     iou[labels[:, None] != target["labels"][None, :]] = 0
     matched = set()
     for i in range(len(boxes)):
