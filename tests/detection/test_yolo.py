@@ -61,14 +61,14 @@ def test_decode_places_the_box_in_its_cell_scaled_from_its_anchor():
 def test_loss_is_near_zero_for_a_perfect_prediction_and_grows_with_each_error():
     target = [{"boxes": torch.tensor([[6.0, 8.0, 18.0, 32.0]]), "labels": torch.tensor([1])}]
     perfect = [0.0, 0.0, math.log(0.5), math.log(2.0), 12.0, -10.0, 10.0, -10.0]
-    loss, parts = yolo_loss(raw([(2, 1, 1, perfect)]), target, ANCHORS, STRIDE)
+    _, parts = yolo_loss(raw([(2, 1, 1, perfect)]), target, ANCHORS, STRIDE)
     assert float(parts["box"]) == pytest.approx(0.0, abs=1e-5)  # GIoU loss of identical boxes
     assert float(parts["class"]) < 1e-6 and float(parts["objectness"]) < 1e-3
-    wrong_class = perfect[:5] + [10.0, -10.0, -10.0]
+    wrong_class = [*perfect[:5], 10.0, -10.0, -10.0]
     assert float(yolo_loss(raw([(2, 1, 1, wrong_class)]), target, ANCHORS, STRIDE)[1]["class"]) > 10
     shifted = [3.0, *perfect[1:]]  # centre moved right within the cell: a worse box
     assert float(yolo_loss(raw([(2, 1, 1, shifted)]), target, ANCHORS, STRIDE)[1]["box"]) > 0.1
-    missed = perfect[:4] + [-12.0] + perfect[5:]  # the responsible anchor says "no object"
+    missed = [*perfect[:4], -12.0, *perfect[5:]]  # the responsible anchor says "no object"
     assert float(yolo_loss(raw([(2, 1, 1, missed)]), target, ANCHORS, STRIDE)[1]["objectness"]) > 10
 
 
