@@ -10,6 +10,8 @@ Edge cases, decided once here:
 - A class with no examples in the split has recall, F1 and ROC-AUC undefined: they are reported as ``None``
   and left out of the macro averages (which average over the classes present in the split). Its precision
   is 0 (every prediction of it is wrong, or there are none). The weighted averages give it weight 0.
+- Macro-F1 is therefore the mean F1 over the classes present in the split (:func:`macro_f1`). It is the one
+  definition cnnkit uses: the report, ``cnnkit evaluate`` and model selection (``val_macro_f1``) all call it.
 - ROC-AUC also needs negatives: a class that is every example of the split has ROC-AUC ``None`` as well.
 - A row of the normalised confusion matrix for a class with no examples is all ``None``.
 """
@@ -136,10 +138,28 @@ def _per_class(
         for c, name in enumerate(classes)
     }
     defined_auc = [a for a in auc if a is not None]
-    macro = {key: float(v[present].mean()) for key, v in (("precision", p), ("recall", r), ("f1", f1))}
+    macro = {key: _macro(v, present) for key, v in (("precision", p), ("recall", r), ("f1", f1))}
     macro["roc_auc"] = float(np.mean(defined_auc)) if defined_auc else None
     weighted = {key: float(np.average(v, weights=support)) for key, v in (("precision", p), ("recall", r), ("f1", f1))}
     return per_class, macro, weighted
+
+
+def macro_f1(pred: Tensor | np.ndarray, labels: Tensor | np.ndarray, num_classes: int) -> float:
+    """Macro-F1 of predicted classes pred[N] against labels[N]: the mean F1 over the classes present in ``labels``.
+
+    A class with no examples has no F1 and is left out; a class with examples that is never predicted counts
+    with F1 0. The same figure as ``score(...)["macro"]["f1"]``; NaN when there are no examples.
+    """
+    y, p = np.asarray(labels), np.asarray(pred)
+    if len(y) == 0:
+        return float("nan")
+    _, _, f1, support = precision_recall_fscore_support(y, p, labels=np.arange(num_classes), zero_division=0.0)
+    return _macro(f1, support > 0)
+
+
+def _macro(values: np.ndarray, present: np.ndarray) -> float:
+    """The macro average: the mean of values[K] over the classes present in the split (bool[K])."""
+    return float(values[present].mean())
 
 
 def roc_auc_one_vs_rest(is_class: np.ndarray, class_prob: np.ndarray) -> float | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -92,16 +93,27 @@ def create_model(name: str, *, pretrained: bool = False, weights: str | None = N
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
 
     def build(**kw: Any) -> nn.Module:
-        try:
-            return info.builder(**kw)
-        except TypeError as e:
-            raise CnnkitError(f"model {name!r} does not take these options: {e}; check `cnnkit models`") from None
+        check_options(name, info.builder, kw)
+        return info.builder(**kw)  # a TypeError from inside the builder is a bug: it propagates with its traceback
 
     if pretrained or weights is not None:
         from .pretrained import build_pretrained  # lazy: the table imports the model families
 
         return build_pretrained(name, build, weights, **kwargs)
     return build(**kwargs)
+
+
+def check_options(name: str, builder: Callable[..., nn.Module], kwargs: dict[str, Any]) -> None:
+    """Raise CnnkitError when ``builder``'s signature cannot take ``kwargs`` (checked by binding, not by calling)."""
+    signature = inspect.signature(builder)
+    try:
+        signature.bind(**kwargs)
+    except TypeError as e:
+        takes = ", ".join(signature.parameters) or "no options"
+        raise CnnkitError(
+            f"expected options model {name!r} takes ({takes}), found {', '.join(sorted(kwargs))} ({e});"
+            " check `cnnkit models`"
+        ) from None
 
 
 def model_rows(pattern: str = "*") -> list[dict]:

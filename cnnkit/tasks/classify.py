@@ -16,12 +16,11 @@ from typing import Any, ClassVar
 import torch
 import torchvision.transforms.v2 as v2
 from torch import Tensor, nn
-from torchmetrics.functional.classification import multiclass_f1_score
 
 from ..config import Config
 from ..data import NAMED, DataSplits, load_data
 from ..data.augment import BatchAugment, preset
-from ..evaluate.metrics import classification_metrics, collect_logits
+from ..evaluate.metrics import classification_metrics, collect_logits, macro_f1
 from ..models import create_model, model_info
 from ..predict import Predictor
 from ..runcard import RunCard
@@ -87,11 +86,12 @@ class Classify:
         return loss, {"accuracy": float((logits.argmax(1) == labels).sum())}
 
     def validate(self, model: nn.Module, dataset: Any, normalize: Normalize, dtype: Any) -> dict[str, float]:
+        """Loss, top-1 accuracy and macro-F1 (the mean F1 over the classes present in the split, as the report)."""
         logits, labels = collect_logits(model, dataset, normalize, dtype=dtype)
         if len(labels) == 0:
             return {"val_loss": math.nan, "val_accuracy": math.nan, "val_macro_f1": math.nan}
         m = classification_metrics(logits, labels)
-        f1 = multiclass_f1_score(logits, labels, num_classes=logits.shape[1], average="macro").item()
+        f1 = macro_f1(logits.argmax(1), labels, logits.shape[1])
         return {"val_loss": m["loss"], "val_accuracy": m["top1_accuracy"], "val_macro_f1": f1}
 
     def card_fields(self, cfg: Config, data: DataSplits) -> dict[str, Any]:

@@ -13,14 +13,7 @@ from PIL import Image
 
 from cnnkit.config import DataConfig
 from cnnkit.data import load_data
-from cnnkit.evaluate import evaluate, score
-
-
-def _read_csv(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    with open(path, newline="") as f:
-        header, *rows = list(csv.reader(f))
-    probs = np.array([[float(v) for v in r[5:]] for r in rows])
-    return header, np.array([r[0] for r in rows]), np.array([int(r[1]) for r in rows]), probs
+from cnnkit.evaluate import evaluate, load_predictions, score
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".npz"])
@@ -31,14 +24,14 @@ def test_saved_predictions_reproduce_the_reported_metrics(cli, digits_run, tmp_p
     )
     assert code == 0 and "top-1 accuracy" in out and "macro average" in out and "most confused" in out
     m = json.loads(report.read_text())
-    if suffix == ".csv":
-        header, ids, true, probs = _read_csv(preds)
-        classes = [h[2:-1] for h in header[5:]]
-    else:
-        z = np.load(preds)
-        ids, true, probs, classes = z["index"], z["true"], z["probs"], list(z["classes"])
+    p = load_predictions(preds)  # the library's reader, for either format
+    ids, true, probs, classes = p["ids"], p["true"], p["probs"], p["classes"].tolist()
     assert classes == [str(d) for d in range(10)] and len(true) == m["n"] == 359
-    assert ids.astype(int).tolist() == list(range(359))
+    assert ids.tolist() == list(range(359)) and ids.dtype.kind == "i"
+    assert (p["predicted"] == probs.argmax(1)).all()
+    if suffix == ".csv":  # the documented columns, read without cnnkit
+        header = next(csv.reader(preds.open(newline="")))
+        assert header[:5] == ["index", "true", "predicted", "true_class", "predicted_class"] and len(header) == 15
     assert probs.sum(1) == pytest.approx(1.0)
     assert (probs.argmax(1) == true).mean() == pytest.approx(m["top1_accuracy"])
     assert -np.log(probs[np.arange(len(true)), true]).mean() == pytest.approx(m["loss"], rel=1e-5)
@@ -99,8 +92,9 @@ def test_folder_run_predictions_name_files_and_tta_is_reported(cli, folder_run, 
         "evaluate", folder_run, "--tta", "--predictions", tmp_path / "p.csv", "--json", tmp_path / "m.json"
     )
     assert code == 0 and "+ flip TTA" in out
-    header, paths, true, probs = _read_csv(tmp_path / "p.csv")
-    assert header[0] == "path" and header[5:] == ["p[cat]", "p[dog]"]
+    p = load_predictions(tmp_path / "p.csv")
+    paths, true, probs = p["ids"].tolist(), p["true"], p["probs"]
+    assert p["classes"].tolist() == ["cat", "dog"] and p["ids"].dtype.kind == "U"
     assert len(set(paths)) == len(paths) > 0
     assert [["cat", "dog"][t] for t in true] == [Path(p).parent.name for p in paths]  # each path's own class
     m = json.loads((tmp_path / "m.json").read_text())
