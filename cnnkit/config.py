@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from .errors import CnnkitError
+from .io import parse_yaml, read_yaml, short
 
 
 @dataclass
@@ -77,7 +78,7 @@ class TrainConfig:
     batch_size: int | str = 128  # images per step; 1 = stochastic, "full" = batch gradient descent
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto | fp32 | bf16 (autocast)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast; fp16 with a GradScaler). auto: bf16 where native
     channels_last: bool = True
     label_smoothing: float = 0.0
     class_weights: str = "none"  # none | balanced (weights inversely proportional to class frequency)
@@ -101,6 +102,60 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# Allowed ranges of the numeric fields: key -> (low, high, low_inclusive, high_inclusive); None = unbounded.
+RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "task.box_weight": (0, None, True, True),
+    "data.val_fraction": (0, 1, True, False),
+    "data.test_fraction": (0, 1, True, False),
+    "data.image_size": (1, 16384, True, True),
+    "data.num_workers": (0, 256, True, True),
+    "data.mixup": (0, 1, True, True),
+    "data.cutmix": (0, 1, True, True),
+    "model.dropout": (0, 1, True, False),
+    "model.aux_weight": (0, None, True, True),
+    "optim.lr": (0, None, True, True),  # 0 is allowed: a run that shows what no learning looks like
+    "optim.momentum": (0, 1, True, False),
+    "optim.weight_decay": (0, None, True, True),
+    "optim.warmup_epochs": (0, None, True, True),
+    "optim.step_epochs": (1, None, True, True),
+    "optim.gamma": (0, None, False, True),
+    "optim.l1": (0, None, True, True),
+    "optim.clip_grad_norm": (0, None, False, True),
+    "optim.backbone_lr_mult": (0, None, True, True),
+    "train.epochs": (1, None, True, True),
+    "train.seed": (0, 2**63 - 1, True, True),
+    "train.label_smoothing": (0, 1, True, False),
+    "train.early_stop_patience": (1, None, True, True),
+    "train.save_every_steps": (1, None, True, True),
+    "train.head_epochs": (0, None, True, True),
+}
+
+
+def _interval(low: float | None, high: float | None, low_in: bool, high_in: bool) -> str:
+    left = "-∞" if low is None else f"{low:g}"
+    right = "∞" if high is None else f"{high:g}"
+    return f"{'[' if low_in and low is not None else '('}{left}, {right}{']' if high_in and high is not None else ')'}"
+
+
+def check_ranges(cfg: Config) -> Config:
+    """Every numeric value within its allowed range (:data:`RANGES`), before anything is loaded."""
+    for key, (low, high, low_in, high_in) in RANGES.items():
+        section, _, name = key.partition(".")
+        value = getattr(getattr(cfg, section), name)
+        if value is None or isinstance(value, str):  # unset optionals; batch_size "full"
+            continue
+        below = low is not None and (value < low if low_in else value <= low)
+        above = high is not None and (value > high if high_in else value >= high)
+        if below or above or value != value:  # value != value: NaN
+            raise CnnkitError(
+                f"config key {key!r} expects a value in {_interval(low, high, low_in, high_in)}, found {short(value)}"
+            )
+    bs = cfg.train.batch_size
+    if bs != "full" and (not isinstance(bs, int) or isinstance(bs, bool) or bs < 1):
+        raise CnnkitError(f"expected train.batch_size a positive integer or 'full', found {short(bs)}")
+    return cfg
 
 
 def _fields(obj: Any) -> dict[str, dataclasses.Field]:
@@ -129,7 +184,7 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         if t is str and isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
     names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
-    raise CnnkitError(f"config key {key!r} expects {names}, found {value!r}; fix the value")
+    raise CnnkitError(f"config key {key!r} expects {names}, found {short(value)}; fix the value")
 
 
 def apply(cfg: Config, updates: dict[str, Any], prefix: str = "") -> Config:
@@ -139,7 +194,7 @@ def apply(cfg: Config, updates: dict[str, Any], prefix: str = "") -> Config:
         if section not in fields:
             raise _unknown_key(prefix + section, fields)
         if not isinstance(values, dict):
-            raise CnnkitError(f"config section {prefix + section!r} expects a mapping, found {values!r}")
+            raise CnnkitError(f"config section {prefix + section!r} expects a mapping, found {short(values)}")
         sub = getattr(cfg, section)
         hints = typing.get_type_hints(type(sub))
         for key, value in values.items():
@@ -157,7 +212,7 @@ def parse_set(items: typing.Iterable[str]) -> dict[str, dict[str, Any]]:
         section, dot, name = key.strip().partition(".")
         if not sep or not dot or not name:
             raise CnnkitError(f"expected --set SECTION.KEY=VALUE (e.g. train.epochs=3), found {item!r}")
-        out.setdefault(section, {})[name] = yaml.safe_load(raw) if raw.strip() else None
+        out.setdefault(section, {})[name] = parse_yaml(raw, f"--set {short(item)}") if raw.strip() else None
     return out
 
 
@@ -178,10 +233,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise CnnkitError(
             f"expected a YAML config file or a built-in recipe ({', '.join(recipes())}), found no file at {str(p)!r}"
         )
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise CnnkitError(f"expected valid YAML in {str(p)!r}, found a syntax error: {e}".replace("\n", " ")) from None
+    data = read_yaml(p) or {}
     if not isinstance(data, dict):
         raise CnnkitError(f"expected a mapping of sections in {str(p)!r}, found {type(data).__name__}")
     return data
@@ -193,7 +245,8 @@ def build_config(files: typing.Iterable[str] = (), sets: typing.Iterable[str] = 
     files, sets = list(files), list(sets)
     cfg = _merge(Config(), files, sets, flags)
     recipe = RECIPES / "tasks" / f"{cfg.task.name}.yaml"
-    return _merge(apply(Config(), load_yaml(recipe)), files, sets, flags) if recipe.is_file() else cfg
+    cfg = _merge(apply(Config(), load_yaml(recipe)), files, sets, flags) if recipe.is_file() else cfg
+    return check_ranges(cfg)
 
 
 def _merge(cfg: Config, files: list[str], sets: list[str], flags: dict[str, Any]) -> Config:
@@ -210,7 +263,7 @@ def _merge(cfg: Config, files: list[str], sets: list[str], flags: dict[str, Any]
 
 def from_dict(data: dict[str, Any]) -> Config:
     """Rebuild a ``Config`` from ``to_dict()`` output (e.g. a run's ``config.yaml``)."""
-    return apply(Config(), data)
+    return check_ranges(apply(Config(), data))
 
 
 def dump_yaml(cfg: Config) -> str:

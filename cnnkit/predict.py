@@ -21,7 +21,7 @@ from PIL import Image
 from torch import Tensor, nn
 from torchvision.transforms import InterpolationMode
 
-from .data.images import load_image, pil_to_tensor
+from .data.images import ONE_IMAGE, load_image, pil_to_tensor
 from .engine.checkpoint import load_weights
 from .models import create_model
 from .runcard import InputSpec, RunCard, model_path, read_card
@@ -105,7 +105,7 @@ class Predictor:
         """One image (path, Pillow image, HxW[xC] uint8 array, or uint8 Tensor[C, H, W]) -> uint8 Tensor[C, H, W]."""
         size = None if self.crop else self.size
         if isinstance(image, (str, Path)):
-            t = load_image(image, self.in_chans, size)
+            t = load_image(image, self.in_chans, size, ONE_IMAGE)
         else:
             if isinstance(image, Tensor):
                 image = image.numpy().transpose(1, 2, 0).squeeze() if image.ndim == 3 else image.numpy()

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from .errors import CnnkitError
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -53,7 +53,11 @@ def choose_precision(precision: str, device: torch.device) -> tuple[torch.dtype 
     if precision != "auto":
         return dtype, f"train.precision={precision}"
     if device.type == "cuda":
-        return dtype, f"auto: {torch.cuda.get_device_name(device)} {'has' if dtype == torch.bfloat16 else 'lacks'} bf16"
+        name = torch.cuda.get_device_name(device)
+        return (
+            dtype,
+            f"auto: {name} {'has native bf16' if dtype == torch.bfloat16 else 'lacks native bf16: fp16 + GradScaler'}",
+        )
     why = "native bf16 (avx512_bf16/amx_bf16)" if dtype is not None else "no native bf16 on this CPU"
     return dtype, f"auto: {why}"
 
@@ -64,11 +68,17 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
         raise CnnkitError(f"expected precision one of {', '.join(PRECISIONS)}, found {precision!r}")
     if precision == "fp32":
         return None
+    if precision in ("bf16", "fp16"):
+        return torch.bfloat16 if precision == "bf16" else torch.float16
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if precision == "bf16" or cpu_has_bf16():
-        return torch.bfloat16
-    return None
+        return torch.bfloat16 if cuda_has_bf16(device) else torch.float16
+    return torch.bfloat16 if cpu_has_bf16() else None
+
+
+def cuda_has_bf16(device: torch.device) -> bool:
+    """Native bf16 tensor cores: compute capability 8.0 (Ampere) or newer. ``torch.cuda.is_bf16_supported()`` is
+    also true where bf16 is only emulated (V100, T4), which is slower than fp16 with a GradScaler there."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:

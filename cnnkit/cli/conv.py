@@ -105,11 +105,13 @@ def convolve_image(path: str, kernel: Tensor, args: argparse.Namespace) -> int:
     from ..conv.figure import side_by_side
     from ..conv.kernels import KERNELS
     from ..conv.ops import filter2d, same_padding
-    from ..data.images import load_image
+    from ..data.images import ONE_IMAGE, load_image
+    from ..io import check_output
 
     if not args.out:
         raise CnnkitError("expected --out OUT.png for an IMAGE (the result is a picture), found none; add --out")
-    x = load_image(path, 1, None)[0].double() / 255  # [H, W] in 0–1
+    check_output(args.out, "--out", (path,))
+    x = load_image(path, 1, None, ONE_IMAGE)[0].double() / 255  # [H, W] in 0–1
     padding = args.padding if args.padding is not None else same_padding(kernel.shape[0])
     out = filter2d(x, kernel, args.stride, padding, args.mode)
     name = args.kernel if args.kernel in KERNELS else "kernel"

@@ -35,9 +35,12 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from ..io import json_safe, write_json
+    from ..io import check_output, json_safe, write_json
     from ..tasks import evaluate_runs
 
+    for flag in ("json", "predictions", "gallery"):
+        if getattr(args, flag):
+            check_output(getattr(args, flag), f"--{flag}", tuple(args.runs))
     opts = {k: getattr(args, k) for k in ("data", "split", "data_dir", "ensemble", "ensemble_mode", "tta")}
     results = evaluate_runs(args.runs, **opts, predictions=args.predictions, gallery=args.gallery)
     for _, text in results:

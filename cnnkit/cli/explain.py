@@ -78,6 +78,7 @@ def run_visualize(args: argparse.Namespace) -> int:
     import torch
 
     from ..explain import visualize as vis
+    from ..io import check_output
     from ..predict import Predictor
 
     pred = Predictor.from_run(args.run, device="cpu")
@@ -87,7 +88,7 @@ def run_visualize(args: argparse.Namespace) -> int:
         probs = torch.softmax(model(x).float(), 1)[0]
     target = _class_index(args.target, classes) if args.target else int(probs.argmax())
     head = f"{Path(args.image).name}: predicted {classes[int(probs.argmax())]!r} ({float(probs.max()):.0%}) — "
-    out = Path(args.out)
+    out = check_output(args.out, "--out", (args.image,), folder=True)
     layers = [s.strip() for s in args.layers.split(",")] if args.layers else vis.default_layers(model, x)
     written = [
         vis.plot_filters(model, out / "filters.png", title=head),

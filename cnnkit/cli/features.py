@@ -29,10 +29,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def run_features(args: argparse.Namespace) -> int:
     from ..config import DataConfig
     from ..data import load_data
-    from ..io import json_safe, write_json
+    from ..io import check_output, json_safe, write_json
     from ..models import create_model, model_info
     from ..transfer import features_for, format_probe, linear_probe, save_features
 
+    check_output(args.out, "--out")
     if not (args.pretrained or args.weights):
         raise CnnkitError("expected --pretrained or --weights PATH, found neither; random features are meaningless")
     side = args.image_size or model_info(args.model).default_input[1]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..errors import CnnkitError
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model and write a run directory")
@@ -41,13 +43,28 @@ def batch_size(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected an integer or 'full', found {text!r}") from None
 
 
+# flags a resumed run takes from its own config.yaml; --epochs (to extend a run) and --quiet are the exceptions
+NOT_WITH_RESUME = ("task", "model", "pretrained", "weights", "freeze", "data", "data_dir", "batch_size", "lr", "seed",
+                   "out", "image_size", "skip_bad", "config", "set")  # fmt: skip
+
+
+def refuse_with_resume(args: argparse.Namespace) -> None:
+    given = [f"--{k.replace('_', '-')}" for k in NOT_WITH_RESUME if getattr(args, k, None) not in (None, [], False)]
+    if given:
+        raise CnnkitError(
+            f"expected only --epochs (to extend the run) or --quiet with --resume, found {', '.join(given)}; a resumed"
+            " run keeps its own config.yaml — train a new run to change it"
+        )
+
+
 def run_train(args: argparse.Namespace) -> int:
     from ..config import build_config
     from ..tasks import resume, train
 
     progress = False if args.quiet else None
     if args.resume:
-        run_dir = resume(args.resume, progress=progress)
+        refuse_with_resume(args)
+        run_dir = resume(args.resume, progress=progress, epochs=args.epochs)
     else:
         cfg = build_config(
             args.config,

@@ -22,6 +22,7 @@ from torch import Tensor
 from ..errors import CnnkitError
 
 Mode = Literal["correlate", "convolve"]
+MAX_MAP = 64_000_000  # values of a padded float64 map (512 MB): beyond this the lab refuses instead of allocating
 
 MODE_NOTE = {
     "correlate": "cross-correlation: the kernel slides as written (what nn.Conv2d computes)",
@@ -129,6 +130,14 @@ def filter2d(x: Tensor, kernel: Tensor, stride: int = 1, padding: int = 0, mode:
         )
     for n, f in zip(x.shape[-2:], kernel.shape):
         output_size(int(n), int(f), stride, padding)
+    padded = (
+        (x.shape[-2] + 2 * padding) * (x.shape[-1] + 2 * padding) * (x.numel() // max(1, x.shape[-2] * x.shape[-1]))
+    )
+    if padded > MAX_MAP:
+        raise CnnkitError(
+            f"expected a padded map of at most {MAX_MAP:,} values, found {padded:,} (padding {padding} on"
+            f" {x.shape[-2]}×{x.shape[-1]}); use less padding or a smaller image"
+        )
     img = x.to(torch.float64).reshape(-1, 1, *x.shape[-2:])  # [C, 1, H, W]: channels as a batch
     w = kernel.to(torch.float64)
     w = w.flip(0, 1) if mode == "convolve" else w

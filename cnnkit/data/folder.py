@@ -7,6 +7,7 @@ they fit the memory budget, else decoded again on demand by DataLoader workers.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,18 +39,27 @@ def _class_files(split_dir: Path, classes: list[str] | None) -> tuple[list[str],
         raise CnnkitError(
             f"expected one sub-folder per class in {str(split_dir)!r}, found none; see `cnnkit train --help`"
         )
-    names = classes or [d.name for d in class_dirs]
+    names = classes or [class_name(d) for d in class_dirs]
     files = []
     for d in class_dirs:
-        if d.name not in names:
+        if class_name(d) not in names:
             raise CnnkitError(f"expected the classes {names} in {str(split_dir)!r}, found an extra folder {d.name!r}")
+        if not os.access(d, os.R_OK | os.X_OK):
+            raise CnnkitError(
+                f"expected a class folder cnnkit may read, found {str(d)!r} unreadable; fix its permissions"
+            )
         found = sorted(f for f in d.rglob("*") if f.is_file() and not f.name.startswith("."))
         if not found:
             raise CnnkitError(
                 f"expected images in class folder {str(d)!r}, found an empty folder; add images or remove it"
             )
-        files += [(f, names.index(d.name)) for f in found]
+        files += [(f, names.index(class_name(d))) for f in found]
     return names, files
+
+
+def class_name(folder: Path) -> str:
+    """A class folder's name as text: bytes that are not UTF-8 become U+FFFD, so reports and CSVs can write it."""
+    return os.fsencode(folder.name).decode("utf-8", errors="replace")
 
 
 def index_folder(root: str | Path) -> FolderIndex:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from ..errors import CnnkitError
@@ -19,14 +19,18 @@ from ..errors import CnnkitError
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
-class BadImageError(CnnkitError):
-    """An image file that can't be decoded: unreadable, truncated, not an image, or a decompression bomb."""
+MAX_PIXELS = 40_000_000  # decoded images larger than this are refused before decoding (memory stays bounded)
+SKIP_HINT = "remove or fix it, or pass --skip-bad"  # an image of a dataset
+ONE_IMAGE = "fix it or give another image"  # an image given to a command on its own
 
-    def __init__(self, path: str | Path, reason: str) -> None:
+
+class BadImageError(CnnkitError):
+    """An image file that can't be decoded: missing, unreadable, truncated, not an image, too large, or a
+    decompression bomb. ``hint`` says what to do: datasets can skip it, a single image must be fixed."""
+
+    def __init__(self, path: str | Path, reason: str, hint: str = SKIP_HINT) -> None:
         self.path, self.reason = str(path), reason
-        super().__init__(
-            f"expected a readable image at {self.path!r}, found {reason}; remove or fix it, or pass --skip-bad"
-        )
+        super().__init__(f"expected a readable image at {self.path!r}, found {reason}; {hint}")
 
 
 def image_mode(path: str | Path) -> str:
@@ -42,6 +46,8 @@ def to_mode(im: Image.Image, in_chans: int) -> Image.Image:
     """Convert any Pillow image to ``L`` (1 channel) or ``RGB`` (3 channels), alpha composited onto white."""
     if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         a = np.asarray(im, dtype=np.float64)
+        if not np.isfinite(a).all():
+            raise ValueError("NaN or infinite pixel values")
         span = a.max() - a.min()
         im = Image.fromarray(((a - a.min()) / (span if span else 1) * 255).astype(np.uint8), "L")
     if im.mode == "P":
@@ -53,18 +59,27 @@ def to_mode(im: Image.Image, in_chans: int) -> Image.Image:
     return im.convert("L" if in_chans == 1 else "RGB")
 
 
-def load_image(path: str | Path, in_chans: int, size: tuple[int, int] | None) -> Tensor:
+def load_image(path: str | Path, in_chans: int, size: tuple[int, int] | None, hint: str = SKIP_HINT) -> Tensor:
     """Decode ``path`` fully -> uint8 ``Tensor[in_chans, H, W]``, resized to ``size`` (H, W) when given.
 
     Raises:
-        BadImageError: naming the file, for anything that isn't a complete, decodable image.
+        BadImageError: naming the file, for anything that isn't a complete, decodable image of at most
+            :data:`MAX_PIXELS` pixels (EXIF orientation applied, as a phone's gallery shows it); ``hint`` ends its
+            message (datasets: skip it with --skip-bad; one image given to a command: fix it).
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
+                check_size(path, im)
                 im.load()
-                return pil_to_tensor(im, in_chans, size)
+                return pil_to_tensor(ImageOps.exif_transpose(im), in_chans, size)
+    except FileNotFoundError:
+        raise BadImageError(path, "no such file", hint) from None
+    except IsADirectoryError:
+        raise BadImageError(path, "a folder", hint) from None
+    except PermissionError:
+        raise BadImageError(path, "a file it may not read (permission denied)", hint) from None
     except (
         UnidentifiedImageError,
         OSError,
@@ -73,7 +88,17 @@ def load_image(path: str | Path, in_chans: int, size: tuple[int, int] | None) ->
         Image.DecompressionBombError,
         Image.DecompressionBombWarning,
     ) as e:
-        raise BadImageError(path, _reason(e)) from None
+        raise BadImageError(path, _reason(e), hint) from None
+
+
+def check_size(path: str | Path, im: Image.Image) -> None:
+    """Refuse, from the header alone, an image whose decoded pixels would exceed :data:`MAX_PIXELS`."""
+    w, h = im.size
+    if w * h > MAX_PIXELS:
+        raise BadImageError(
+            path, f"{w}×{h} = {w * h / 1e6:.1f} megapixels (cnnkit reads at most {MAX_PIXELS / 1e6:.0f})",
+            "resize it first (e.g. to 4000 pixels on the long side)",
+        )  # fmt: skip
 
 
 def pil_to_tensor(im: Image.Image, in_chans: int, size: tuple[int, int] | None) -> Tensor:

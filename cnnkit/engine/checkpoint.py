@@ -43,6 +43,12 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> dic
         raise CnnkitError(f"expected weights at {str(path)!r}, found no file; is the run complete?") from None
     except (SafetensorError, OSError) as e:
         raise CnnkitError(f"expected a safetensors file at {str(path)!r}, found {e}; the file is damaged") from None
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CnnkitError(
+            f"expected finite weights in {str(path)!r}, found NaN/inf in {bad[0]}; the file is damaged — retrain or"
+            " restore it"
+        )
     try:
         model.load_state_dict(sd, strict=strict)
     except RuntimeError as e:

@@ -34,6 +34,7 @@ from .freeze import FreezePlan, is_pretrained, optimizer_groups, pretrained_fiel
 from .history import epoch_figures, history_csv
 from .init import init_weights
 from .optim import build_optimizer, build_scheduler, l1_penalty, weight_params
+from .rundir import check_not_inside, claim
 from .task import Task
 
 
@@ -134,7 +135,8 @@ class Trainer:
         cfg = self.cfg.train
         self.net.train()
         self.freeze.apply(self.model, self.epoch)  # head-only epochs first; frozen BatchNorm stays in eval mode
-        st = self.partial or {"seen": 0, "loss_sum": 0.0, "stats": {}, "seconds": 0.0}
+        st = self.partial or {"seen": 0, "loss_sum": 0.0, "stats": {}, "seconds": 0.0,
+                              "lr": self.opt.param_groups[0]["lr"]}  # fmt: skip
         t0 = time.perf_counter() - st["seconds"]
         seed = cfg.seed * 100_003 + self.epoch
         sampler = getattr(self.task, "epoch_order", None)  # a task's own batch composition, seeded like ours
@@ -182,10 +184,13 @@ class Trainer:
         self.scaler.unscale_(self.opt)
         clip = self.cfg.optim.clip_grad_norm or math.inf
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        if not (torch.isfinite(loss) and torch.isfinite(norm)):
+        # fp16: non-finite gradients are an overflow the GradScaler skips (and lowers its scale for); a non-finite
+        # loss, or non-finite gradients without a scaler, is a real divergence: stop, or skip with on_nonfinite=skip
+        if not torch.isfinite(loss) or not (self.scaler.is_enabled() or torch.isfinite(norm)):
+            self.scaler.update()  # closes this step's unscale_, so the next step can unscale again
             self.non_finite(loss, norm)
             return float("nan"), {}
-        self.scaler.step(self.opt)
+        self.scaler.step(self.opt)  # with a scaler: skipped when the gradients overflowed
         self.scaler.update()
         self.sched.step()
         return loss.item(), stats
@@ -217,7 +222,7 @@ class Trainer:
         t_start = time.perf_counter()
         try:
             while self.epoch < self.cfg.train.epochs and not self.should_stop():
-                lr = self.opt.param_groups[0]["lr"]
+                lr = self.partial.get("lr", self.opt.param_groups[0]["lr"])  # the epoch's first rate, also on resume
                 row = {"epoch": self.epoch + 1, "lr": lr, **self.train_epoch(), **self.validate()}
                 self.epoch += 1
                 self.end_epoch(row)
@@ -301,20 +306,38 @@ class Trainer:
             "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "numpy": _np_state(), "python": list(random.getstate()[1])},
+            "rng": self.rng_state(),
         }
+
+    def rng_state(self) -> dict[str, Any]:
+        """Every RNG the run draws from (the CUDA generators too on a GPU), for an exact resume."""
+        rng = {"torch": torch.get_rng_state(), "numpy": _np_state(), "python": list(random.getstate()[1])}
+        return {**rng, "cuda": torch.cuda.get_rng_state_all()} if self.device.type == "cuda" else rng
 
     def restore(self) -> None:
         """Continue from ``train_state.pt``: weights, optimizer, schedule, scaler, RNGs and position."""
-        state = load_state(self.run_dir / "train_state.pt")
+        path = self.run_dir / "train_state.pt"
+        state = load_state(path)
+        missing = STATE_KEYS - set(state) if isinstance(state, dict) else STATE_KEYS
+        if missing:
+            found = f"no {', '.join(sorted(missing))}" if isinstance(state, dict) else f"a {type(state).__name__}"
+            raise CnnkitError(f"expected a cnnkit training state in {str(path)!r}, found {found}; it can't be resumed")
         self.resumed = True
-        self.model.load_state_dict(state["model"])
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as e:
+            raise CnnkitError(
+                f"expected the weights of {self.cfg.model.name} in {str(path)!r}, found another model's"
+                f" ({str(e).splitlines()[0]}); it can't be resumed with this run's config.yaml"
+            ) from None
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         for k in ("epoch", "step_in_epoch", "partial", "best", "best_epoch", "stale", "history"):
             setattr(self, k, state[k])
         torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         np_state = state["rng"]["numpy"]
         np.random.set_state(("MT19937", np.array(np_state["key"], dtype=np.uint32), np_state["pos"]))
         random.setstate((3, tuple(state["rng"]["python"]), None))
@@ -373,19 +396,20 @@ class Trainer:
         })  # fmt: skip
 
 
+STATE_KEYS = frozenset({"model", "optimizer", "scheduler", "scaler", "epoch", "step_in_epoch", "partial", "best",
+                        "best_epoch", "stale", "history", "rng"})  # fmt: skip
+
+
 def _np_state() -> dict[str, Any]:
     _, key, pos, *_ = np.random.get_state()
     return {"key": key.tolist(), "pos": int(pos)}
 
 
 def new_run_dir(cfg: Config) -> Path:
-    """``train.out`` (must not already hold a run), else ``runs/<model>-<data>-<timestamp>``."""
+    """``train.out`` (must not already hold a run, nor lie inside the data), else ``runs/<model>-<data>-<time>``."""
     if cfg.train.out:
         out = Path(cfg.train.out)
-        if (out / "model.json").exists():
-            raise CnnkitError(
-                f"expected a new run directory, found a run in {str(out)!r}; choose another --out or --resume it"
-            )
+        check_not_inside(out, cfg.data.name)
         return out
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{Path(cfg.model.name).stem}-{Path(cfg.data.name).name}-{stamp}"
@@ -408,17 +432,33 @@ def train(cfg: Config, task: Task, log=print, progress: bool | None = None) -> P
     cfg.model.name = cfg.model.name or task.default_model
     resolve_paths(cfg)
     run_dir = new_run_dir(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return Trainer(cfg, run_dir, task, log, progress).fit()
+    with claim(run_dir):
+        if (run_dir / "model.json").exists():
+            raise CnnkitError(
+                f"expected a new run directory, found a run in {str(run_dir)!r}; choose another --out or --resume it"
+            )
+        return Trainer(cfg, run_dir, task, log, progress).fit()
 
 
-def resume(run_dir: str | Path, task: Task, log=print, progress: bool | None = None) -> Path:
+def resume(run_dir: str | Path, task: Task, log=print, progress: bool | None = None, epochs: int | None = None) -> Path:
     """Continue an interrupted run from its last checkpoint, with the run's own ``config.yaml``, on the data it
-    was trained on (a dataset that changed since is refused)."""
+    was trained on (a dataset that changed since is refused). ``epochs`` extends a run to that many epochs in
+    all (the learning-rate schedule is recomputed for the new length)."""
     run_dir = Path(run_dir)
     if not (run_dir / "train_state.pt").exists():
         raise CnnkitError(f"expected a run directory with train_state.pt, found none in {str(run_dir)!r}")
-    trainer = Trainer(from_dict(load_yaml(run_dir / "config.yaml")), run_dir, task, log, progress)
-    trainer.restore()
-    log(f"resuming {run_dir} at epoch {trainer.epoch + 1}, step {trainer.step_in_epoch}")
-    return trainer.fit()
+    with claim(run_dir):
+        cfg = from_dict(load_yaml(run_dir / "config.yaml"))
+        if epochs is not None:
+            cfg.train.epochs = epochs
+        trainer = Trainer(cfg, run_dir, task, log, progress)
+        trainer.restore()
+        if trainer.epoch >= cfg.train.epochs:
+            raise CnnkitError(
+                f"expected an unfinished run, found {str(run_dir)!r} finished after {trainer.epoch} epochs; pass"
+                f" --epochs N (more than {trainer.epoch}) with --resume to train it further"
+            )
+        if epochs is not None:
+            write_text(run_dir / "config.yaml", dump_yaml(cfg))
+        log(f"resuming {run_dir} at epoch {trainer.epoch + 1}, step {trainer.step_in_epoch}")
+        return trainer.fit()

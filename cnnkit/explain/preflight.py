@@ -19,6 +19,8 @@ from ..conv.ops import nearest_sizes
 from ..errors import CnnkitError
 from .trace import ShapeError, run_traced
 
+MAX_CHANNELS, MAX_SIDE = 4096, 16384  # beyond these the arithmetic alone would need gigabytes
+
 
 def parse_input(text: str | Sequence[int]) -> tuple[int, int, int]:
     """``"3x224x224"`` / ``"3×224×224"`` / ``(3, 224, 224)`` -> ``(C, H, W)``; ``"224"`` is not enough (channels)."""
@@ -29,6 +31,12 @@ def parse_input(text: str | Sequence[int]) -> tuple[int, int, int]:
         values = tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else ()
     if len(values) != 3 or min(values) < 1:
         raise CnnkitError(f"expected an input size C×H×W such as 3x224x224, found {text!r}; give channels too")
+    c, h, w = values
+    if c > MAX_CHANNELS or max(h, w) > MAX_SIDE:
+        raise CnnkitError(
+            f"expected at most {MAX_CHANNELS} channels and {MAX_SIDE} pixels a side, found {c}×{h}×{w}; give a real"
+            " input size"
+        )
     return values  # type: ignore[return-value]
 
 

@@ -37,11 +37,11 @@ def train(cfg: Config, log=print, progress: bool | None = None) -> Path:
     return engine_train(cfg, get_task(cfg.task.name), log, progress)
 
 
-def resume(run_dir: str | Path, log=print, progress: bool | None = None) -> Path:
-    """Continue an interrupted run with its own task and config."""
+def resume(run_dir: str | Path, log=print, progress: bool | None = None, epochs: int | None = None) -> Path:
+    """Continue an interrupted run with its own task and config (``epochs``: extend it to that many in all)."""
     from ..engine import resume as engine_resume
 
-    return engine_resume(run_dir, get_task(read_card(run_dir).task), log, progress)
+    return engine_resume(run_dir, get_task(read_card(run_dir).task), log, progress, epochs)
 
 
 def load(run_dir: str | Path, device: str = "cpu") -> Any:

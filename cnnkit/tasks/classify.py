@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from ..config import Config
 from ..data import NAMED, DataSplits, load_data
 from ..data.augment import BatchAugment, preset
+from ..errors import CnnkitError
 from ..evaluate.metrics import classification_metrics, collect_logits, macro_f1
 from ..models import create_model, model_info
 from ..predict import Predictor
@@ -57,7 +58,13 @@ class Classify:
 
     # ---- training ---------------------------------------------------------------------------------------------
     def load_data(self, cfg: Config) -> DataSplits:
-        return load_data(cfg.data, seed=cfg.train.seed, image_size=input_size(cfg))
+        data = load_data(cfg.data, seed=cfg.train.seed, image_size=input_size(cfg))
+        if len(data.classes) < 2:
+            raise CnnkitError(
+                f"expected at least 2 classes to tell apart, found {len(data.classes)} ({', '.join(data.classes)}) in"
+                f" {data.source!r}; add a folder per class"
+            )
+        return data
 
     def build_model(self, cfg: Config, data: DataSplits) -> nn.Module:
         return create_model(cfg.model.name, num_classes=len(data.classes), in_chans=data.in_chans,

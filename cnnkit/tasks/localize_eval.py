@@ -110,10 +110,10 @@ def original_size(image: ImageLike) -> tuple[int, int]:
 
 def full_image(image: ImageLike) -> Tensor:
     """The image at its own size as uint8 RGB Tensor[3, H, W]."""
-    from ..data.images import load_image, pil_to_tensor
+    from ..data.images import ONE_IMAGE, load_image, pil_to_tensor
 
     if isinstance(image, (str, Path)):
-        return load_image(image, 3, None)
+        return load_image(image, 3, None, ONE_IMAGE)
     if isinstance(image, Tensor):
         return image.expand(3, -1, -1) if image.shape[0] == 1 else image
     from PIL import Image
