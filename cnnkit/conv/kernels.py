@@ -44,10 +44,6 @@ class Kernel:
     def size(self) -> tuple[int, int]:
         return len(self.values), len(self.values[0])
 
-    def is_symmetric(self) -> bool:
-        """True when a 180° rotation leaves it unchanged, so correlation and true convolution agree."""
-        return self.values == tuple(tuple(reversed(row)) for row in reversed(self.values))
-
     def pretty(self) -> str:
         """Multi-line text: the scale (when not 1) followed by the aligned matrix."""
         width = max(len(str(v)) for row in self.values for v in row)

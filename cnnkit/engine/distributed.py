@@ -58,11 +58,6 @@ def shard(order: torch.Tensor, d: Dist) -> torch.Tensor:
     return order[:n][d.rank :: d.world]
 
 
-def barrier(d: Dist) -> None:
-    if d.enabled:
-        dist.barrier()
-
-
 def teardown(d: Dist) -> None:
     if d.enabled and dist.is_initialized():
         dist.destroy_process_group()
