@@ -145,7 +145,7 @@ def test_detect_windows_command_counts_windows_and_prints_boxes(digits_run, tmp_
             "4",
             "--scales",
             "1",
-            "0.5",
+            "0.4",
             "--threshold",
             "0.0",
             "--json",
