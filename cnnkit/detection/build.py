@@ -47,9 +47,10 @@ def build_detector(name: str, num_classes: int, image_size: tuple[int, int], *, 
         if anchors is None:
             raise ValueError("expected anchors for a YOLO detector, found None")
         return YoloDetector(backbone, anchors)
-    from .tv import build_torchvision_detector
-
-    return build_torchvision_detector(kind, backbone, num_classes, image_size)
+    raise CnnkitError(
+        f"expected a yolo_<backbone> detector, found {name!r}: torchvision's {kind} on a zoo backbone is not built"
+        " yet in cnnkit; use --model yolo_<backbone>"
+    )
 
 
 class YoloDetector(YOLO):

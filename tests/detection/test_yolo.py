@@ -107,3 +107,8 @@ def test_detector_names_and_the_output_shape_s_s_b_5_plus_c():
     assert model.grid == (8, 8) and model.stride == 8
     assert "output 8×8×2·(5+3) = 8×8×16" in model.describe()
     assert {"neck", "head"} <= set(model.group_matcher()["head"])
+
+
+def test_a_torchvision_detector_kind_says_it_is_not_built_yet():
+    with pytest.raises(CnnkitError, match="not built yet"):
+        build_detector("fasterrcnn_smallcnn", 3, (64, 64))
