@@ -2,8 +2,9 @@
 
 Detectors are named ``<kind>_<backbone>`` (:mod:`cnnkit.detection.build`): ``yolo_<backbone>`` is the notes' YOLO
 (v2 style: S×S grid, anchors from k-means on the training boxes, objectness, class and box offsets per anchor,
-confidence threshold and NMS); ``fasterrcnn_``, ``retinanet_``, ``ssdlite_`` and ``fcos_<backbone>`` are
-torchvision's detectors on a zoo backbone. Data: any label format, any number of objects per image (none is a
+confidence threshold and NMS). The names ``fasterrcnn_``, ``retinanet_``, ``ssdlite_`` and ``fcos_<backbone>``
+are reserved for torchvision's detectors on a zoo backbone, not built yet (they raise one clear error).
+Data: any label format, any number of objects per image (none is a
 negative), boxes ``xyxy`` in pixels. Validation reports COCO mAP@0.5 (the monitor), mAP@[.5:.95] and the loss,
 through torchmetrics with the pycocotools backend.
 """
