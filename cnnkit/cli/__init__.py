@@ -29,6 +29,7 @@ STAGE_COMMANDS: tuple[str, ...] = (
     "cnnkit.cli.predict",
     "cnnkit.cli.features",
     "cnnkit.cli.data",
+    "cnnkit.cli.detect",
     "cnnkit.cli.conv",
     "cnnkit.cli.explain",
 )

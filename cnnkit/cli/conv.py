@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import CnnkitError
 
-if TYPE_CHECKING:
-    from torch import Tensor
+if TYPE_CHECKING:  # numpy loads inside the commands: `cnnkit --help` stays instant
+    import numpy as np
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -32,26 +32,27 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     k.set_defaults(func=run_kernels)
 
 
-def format_matrix(m: Tensor, indent: str = "  ") -> str:
-    """Tensor[H, W] as aligned rows; whole numbers without decimals, others with 3."""
-    import torch
+def format_matrix(m: np.ndarray, indent: str = "  ") -> str:
+    """[H, W] as aligned rows; whole numbers without decimals, others with 3."""
+    import numpy as np
 
-    whole = bool(torch.all(m == m.round()))
-    cells = [[f"{v:.0f}" if whole else f"{v:.3f}" for v in row] for row in m.tolist()]
+    whole = bool(np.all(m == np.round(m)))
+    cells = [[f"{v:.0f}" if whole else f"{v:.3f}" for v in row] for row in np.asarray(m).tolist()]
     width = max(len(c) for row in cells for c in row)
     return "\n".join(indent + " ".join(c.rjust(width) for c in row) for row in cells)
 
 
-def mode_lines(kernel: Tensor, mode: str) -> list[str]:
+def mode_lines(kernel: np.ndarray, mode: str) -> list[str]:
     """Which product was computed and how it relates to the other one, for this kernel."""
-    import torch
+    import numpy as np
 
     from ..conv.ops import MODE_NOTE
 
-    symmetric = bool(torch.equal(kernel, kernel.flip(0, 1)))
+    flipped = np.asarray(kernel)[::-1, ::-1]
+    symmetric = bool(np.array_equal(kernel, flipped))
     lines = [f"mode: {MODE_NOTE[mode]}"]
     if mode == "convolve":
-        lines += ["kernel flipped 180°:", format_matrix(kernel.flip(0, 1))]
+        lines += ["kernel flipped 180°:", format_matrix(flipped)]
     if symmetric:
         lines.append("this kernel is unchanged by a 180° flip, so correlation and true convolution agree here")
     else:
@@ -61,7 +62,7 @@ def mode_lines(kernel: Tensor, mode: str) -> list[str]:
     return lines
 
 
-def size_line(shape: tuple[int, int], kernel: Tensor, stride: int, padding: int) -> str:
+def size_line(shape: tuple[int, int], kernel: np.ndarray, stride: int, padding: int) -> str:
     from ..conv.ops import formula, output_size
 
     (h, w), (kh, kw) = shape, kernel.shape
@@ -72,17 +73,17 @@ def size_line(shape: tuple[int, int], kernel: Tensor, stride: int, padding: int)
 
 
 def run_convolve(args: argparse.Namespace) -> int:
-    from ..conv.kernels import get_kernel, parse_matrix
+    from ..conv.kernels import kernel_values, parse_values
 
     if (args.matrix is None) == (args.image is None):
         raise CnnkitError("expected either an IMAGE file or --matrix, found both or neither; pass exactly one")
-    kernel = get_kernel(args.kernel)
+    kernel = kernel_values(args.kernel)
     if args.matrix is not None:
-        return convolve_matrix(parse_matrix(args.matrix), kernel, args)
+        return convolve_matrix(parse_values(args.matrix), kernel, args)
     return convolve_image(args.image, kernel, args)
 
 
-def convolve_matrix(x: Tensor, kernel: Tensor, args: argparse.Namespace) -> int:
+def convolve_matrix(x: np.ndarray, kernel: np.ndarray, args: argparse.Namespace) -> int:
     """Print input, kernel, the size arithmetic, the mode note and the feature map."""
     from ..conv.ops import filter2d
 
@@ -100,7 +101,7 @@ def convolve_matrix(x: Tensor, kernel: Tensor, args: argparse.Namespace) -> int:
     return 0
 
 
-def convolve_image(path: str, kernel: Tensor, args: argparse.Namespace) -> int:
+def convolve_image(path: str, kernel: np.ndarray, args: argparse.Namespace) -> int:
     """Filter a grayscale image and write input | output as a PNG."""
     from ..conv.figure import side_by_side
     from ..conv.kernels import KERNELS

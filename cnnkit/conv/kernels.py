@@ -11,11 +11,15 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+import numpy as np
 
 from ..errors import CnnkitError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 _G5 = ((1, 4, 6, 4, 1), (4, 16, 24, 16, 4), (6, 24, 36, 24, 6), (4, 16, 24, 16, 4), (1, 4, 6, 4, 1))
 
@@ -36,9 +40,15 @@ class Kernel:
     scale: Fraction = Fraction(1)
     description: str = ""
 
-    def tensor(self, dtype: torch.dtype = torch.float64) -> Tensor:
-        """The kernel as ``Tensor[kh, kw]`` (scale applied)."""
-        return torch.tensor(self.values, dtype=dtype) * float(self.scale)
+    def array(self) -> np.ndarray:
+        """The kernel as a float64 array [kh, kw] (scale applied)."""
+        return np.array(self.values, dtype=np.float64) * float(self.scale)
+
+    def tensor(self, dtype: torch.dtype | None = None) -> Tensor:
+        """The kernel as ``Tensor[kh, kw]`` (scale applied; float64 unless ``dtype``)."""
+        import torch
+
+        return torch.from_numpy(self.array()).to(dtype or torch.float64)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -83,7 +93,14 @@ KERNELS: dict[str, Kernel] = {
 
 
 def parse_matrix(text: str) -> Tensor:
-    """``"1 1 0; 0 1 1"`` (rows split by ``;`` or newlines, numbers by spaces or commas) -> ``Tensor[rows, cols]``.
+    """``"1 1 0; 0 1 1"`` -> float64 ``Tensor[rows, cols]`` (see :func:`parse_values`)."""
+    import torch
+
+    return torch.from_numpy(parse_values(text))
+
+
+def parse_values(text: str) -> np.ndarray:
+    """``"1 1 0; 0 1 1"`` (rows split by ``;`` or newlines, numbers by spaces or commas) -> float64 [rows, cols].
 
     Raises:
         CnnkitError: for an empty matrix, a non-number or ragged rows.
@@ -101,19 +118,26 @@ def parse_matrix(text: str) -> Tensor:
             f"expected a rectangular matrix (every row the same length), found row lengths {lengths} in {text!r};"
             " separate rows with ';' and numbers with spaces"
         )
-    return torch.tensor(values, dtype=torch.float64)
+    return np.array(values, dtype=np.float64)
 
 
 def get_kernel(spec: str) -> Tensor:
-    """A kernel by name (``"sharpen"``) or a literal matrix (``"1 0 1; 0 1 0; 1 0 1"``) -> ``Tensor[kh, kw]``.
+    """A kernel by name or a literal matrix -> float64 ``Tensor[kh, kw]`` (see :func:`kernel_values`)."""
+    import torch
+
+    return torch.from_numpy(kernel_values(spec))
+
+
+def kernel_values(spec: str) -> np.ndarray:
+    """A kernel by name (``"sharpen"``) or a literal matrix (``"1 0 1; 0 1 0; 1 0 1"``) -> float64 [kh, kw].
 
     Raises:
         CnnkitError: for an unknown name (with a did-you-mean) or a malformed matrix.
     """
     if spec in KERNELS:
-        return KERNELS[spec].tensor()
+        return KERNELS[spec].array()
     if any(ch.isdigit() for ch in spec):
-        return parse_matrix(spec)
+        return parse_values(spec)
     close = difflib.get_close_matches(spec, KERNELS, n=3)
     hint = f"did you mean {', '.join(close)}?" if close else "run `cnnkit kernels` to list them."
     raise CnnkitError(f"expected a kernel name or a matrix like '1 0; 0 1', found {spec!r}; {hint}")

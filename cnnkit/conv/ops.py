@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import CnnkitError
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+Array = TypeVar("Array", np.ndarray, "Tensor")
 
 Mode = Literal["correlate", "convolve"]
 MAX_MAP = 64_000_000  # values of a padded float64 map (512 MB): beyond this the lab refuses instead of allocating
@@ -106,43 +110,56 @@ def output_size(n: int, f: int, stride: int = 1, padding: int = 0) -> int:
     return int(exact_size(n, f, stride, padding))
 
 
-def filter2d(x: Tensor, kernel: Tensor, stride: int = 1, padding: int = 0, mode: Mode = "correlate") -> Tensor:
-    """Slide one 2-D kernel over each channel of an image with ``F.conv2d`` (float64, exact for integers).
+def filter2d(
+    x: Array, kernel: Array | np.ndarray, stride: int = 1, padding: int = 0, mode: Mode = "correlate"
+) -> Array:
+    """Slide one 2-D kernel over each channel of an image, in float64 (exact for integers).
+
+    The lab's own arithmetic, in NumPy so that ``cnnkit convolve --matrix`` needs no torch; a tensor given is
+    returned as a tensor (a test checks it equals ``nn.Conv2d``).
 
     Args:
-        x: Tensor[H, W] or Tensor[C, H, W] (each channel filtered on its own).
-        kernel: Tensor[kh, kw].
+        x: [H, W] or [C, H, W] (each channel filtered on its own), a NumPy array or a torch tensor.
+        kernel: [kh, kw].
         stride: step of the window.
         padding: rows/columns of zeros added on every side.
         mode: ``"correlate"`` (what CNN layers compute) or ``"convolve"`` (kernel flipped 180° first).
 
     Returns:
-        Tensor[H', W'] or Tensor[C, H', W'] with H' = (H + 2P − kh)/S + 1, likewise W'.
+        [H', W'] or [C, H', W'] with H' = (H + 2P − kh)/S + 1, likewise W', of the type of ``x``.
 
     Raises:
         CnnkitError: when the output size is not a whole number ≥ 1 (see :func:`output_size`).
     """
     if mode not in MODE_NOTE:
         raise CnnkitError(f"expected mode correlate or convolve, found {mode!r}")
-    if x.ndim not in (2, 3) or kernel.ndim != 2:
-        raise CnnkitError(
-            f"expected an H×W or C×H×W image and a 2-D kernel, found {tuple(x.shape)}, {tuple(kernel.shape)}"
-        )
-    for n, f in zip(x.shape[-2:], kernel.shape):
+    a, w = np.asarray(x, dtype=np.float64), np.asarray(kernel, dtype=np.float64)
+    if a.ndim not in (2, 3) or w.ndim != 2:
+        raise CnnkitError(f"expected an H×W or C×H×W image and a 2-D kernel, found {a.shape}, {w.shape}")
+    for n, f in zip(a.shape[-2:], w.shape):
         output_size(int(n), int(f), stride, padding)
-    padded = (
-        (x.shape[-2] + 2 * padding) * (x.shape[-1] + 2 * padding) * (x.numel() // max(1, x.shape[-2] * x.shape[-1]))
-    )
+    channels = a.size // max(1, a.shape[-2] * a.shape[-1])
+    padded = (a.shape[-2] + 2 * padding) * (a.shape[-1] + 2 * padding) * channels
     if padded > MAX_MAP:
         raise CnnkitError(
             f"expected a padded map of at most {MAX_MAP:,} values, found {padded:,} (padding {padding} on"
-            f" {x.shape[-2]}×{x.shape[-1]}); use less padding or a smaller image"
+            f" {a.shape[-2]}×{a.shape[-1]}); use less padding or a smaller image"
         )
-    img = x.to(torch.float64).reshape(-1, 1, *x.shape[-2:])  # [C, 1, H, W]: channels as a batch
-    w = kernel.to(torch.float64)
-    w = w.flip(0, 1) if mode == "convolve" else w
-    out = F.conv2d(img, w[None, None], stride=stride, padding=padding)  # [C, 1, H', W']
-    return out[:, 0] if x.ndim == 3 else out[0, 0]
+    w = w[::-1, ::-1] if mode == "convolve" else w
+    img = np.pad(a.reshape(-1, *a.shape[-2:]), ((0, 0), (padding, padding), (padding, padding)))  # [C, H+2P, W+2P]
+    windows = sliding_window_view(img, w.shape, axis=(1, 2))[:, ::stride, ::stride]  # [C, H', W', kh, kw]
+    out = np.einsum("chwij,ij->chw", windows, w)
+    out = out[0] if a.ndim == 2 else out
+    return _like(out, x)
+
+
+def _like(out: np.ndarray, x: Array) -> Array:
+    """``out`` as the type of ``x``: a NumPy array, or a float64 torch tensor."""
+    if isinstance(x, np.ndarray):
+        return out
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(out))
 
 
 def same_padding(f: int) -> int:

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import Config
 from ..errors import CnnkitError
-from ..runcard import RunCard, model_path, read_card
+from ..runcard import model_path, read_card
+
+if TYPE_CHECKING:  # `cnnkit train --help` reads TASKS without loading the config schema
+    from ..config import Config
+    from ..runcard import RunCard
 
 TASKS = {"classify": "cnnkit.tasks.classify:Classify", "localize": "cnnkit.tasks.localize:Localize",
          "detect": "cnnkit.tasks.detect:Detect"}
