@@ -102,6 +102,12 @@ def capture(model: nn.Module, x: Tensor, layers: Sequence[str]) -> dict[str, Ten
         return hook
 
     forward_with_hooks(model, x, [modules[n].register_forward_hook(keep(n)) for n in layers])
+    flat = [f"{n} (Tensor{list(m.shape)})" for n, m in maps.items() if m.ndim != 3]
+    if flat:
+        raise CnnkitError(
+            f"expected layers with feature maps (C×h×w), found {', '.join(flat)}; pick convolutional layers such as"
+            f" {', '.join(default_layers(model, x))}"
+        )
     return maps
 
 

@@ -349,3 +349,14 @@ def test_sigterm_stops_a_training_with_a_message(tmp_path):
     assert proc.wait(timeout=60) == 143
     assert "terminated (SIGTERM); the last saved checkpoint is kept" in proc.stderr.read()
     assert torch.load(out / "train_state.pt", weights_only=True)["epoch"] >= 1
+
+
+def test_visualize_refuses_a_layer_without_a_map_and_a_file_as_out(cli, digits_run, tmp_path):
+    image = make_image(tmp_path / "x.png", 40, size=(8, 8))
+    code, _, err = cli("visualize", digits_run, image, "--out", tmp_path / "v", "--layers", "fc")
+    one_line_error(code, err)
+    assert "feature maps" in err
+    (tmp_path / "a_file").write_text("x")
+    code, _, err = cli("visualize", digits_run, image, "--out", tmp_path / "a_file")
+    one_line_error(code, err)
+    assert (tmp_path / "a_file").read_text() == "x"
