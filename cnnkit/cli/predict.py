@@ -20,6 +20,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--topk", type=int, default=3, help="how many classes to show per image (default 3)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--out", metavar="DIR", help="also write each image with its prediction drawn (boxes, labels)")
+    p.add_argument("--backend", choices=("eager", "onnxruntime"), default="eager",
+                   help="PyTorch (eager, default) or ONNX Runtime (exports the run to RUN/model.onnx once; a .onnx"
+                        " file as RUN always runs in ONNX Runtime)")  # fmt: skip
     p.set_defaults(func=run_predict)
 
 
@@ -28,6 +31,17 @@ def predictor_for(args: argparse.Namespace) -> tuple[Any, list[str]]:
     from ..predict import Predictor
     from ..tasks import load
 
+    backend = getattr(args, "backend", "eager")
+    if backend != "eager" or (args.model is None and args.paths[0].endswith(".onnx")):
+        from ..deploy import load_predictor
+
+        run = None if args.model else args.paths[0]
+        images = args.paths if args.model else args.paths[1:]
+        if not images:
+            raise CnnkitError(f"expected image files after {args.paths[0]!r}, found none")
+        pred = load_predictor(run, model=args.model, pretrained=args.pretrained, weights=args.weights,
+                              backend=backend)  # fmt: skip
+        return pred, images
     if args.model is None:
         if args.pretrained or args.weights:
             raise CnnkitError(

@@ -1,0 +1,95 @@
+"""How each task's model is exported: its output names, which exporter, which axes may vary, and how ONNX
+Runtime's outputs are turned back into what the task's predictor expects.
+
+A task plugs in with one :class:`ExportSpec`: either an ``export_spec`` attribute on the task class (the task
+module owns it) or one line in :data:`SPECS` here. Detectors whose post-processing has data-dependent shapes
+(torchvision's RPN, SSD and NMS) use ``exporter="torchscript"`` (``torch.onnx.export(dynamo=False)``), which
+exports them with their NMS; the default (dynamo) exporter fails there.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+
+from ..errors import CnnkitError
+
+EXPORTERS = ("dynamo", "torchscript")
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """What the exporter needs to know about one task.
+
+    Attributes:
+        outputs: ONNX output names, in the order the wrapped model returns them (e.g. ``logits``, ``boxes``).
+        exporter: the exporter tried first, ``dynamo`` or ``torchscript``; the other is the fallback. A
+            dynamic image size always uses ``dynamo`` (the TorchScript exporter bakes sizes the model computes in
+            Python into the graph, silently).
+        fallback: whether to try the other exporter when the first fails.
+        dynamic_size: whether the task's models may be exported with a dynamic height and width.
+        output_axes: per output, the names of its dynamic axes beyond the batch axis 0 (``{1: "detections"}``).
+        predictor: ``module:Class`` of the task's predictor; it is built with an ONNX Runtime module as its model.
+        to_output: ONNX Runtime's outputs (tensors, in ``outputs`` order) -> what the task's model returns.
+    """
+
+    outputs: tuple[str, ...]
+    exporter: str = "torchscript"
+    fallback: bool = True
+    dynamic_size: bool = True
+    output_axes: dict[str, dict[int, str]] = field(default_factory=dict)
+    predictor: str = "cnnkit.predict:Predictor"
+    to_output: Callable[[Sequence[Tensor]], Any] = lambda outs: outs[0]
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """The model as the exporter sees it: plain tensors out (a NamedTuple becomes a tuple)."""
+        return _Flat(model) if len(self.outputs) > 1 else model
+
+    def predictor_class(self) -> type:
+        module, _, cls = self.predictor.partition(":")
+        return getattr(importlib.import_module(module), cls)
+
+
+class _Flat(nn.Module):
+    """``model(x)`` as a plain tuple of tensors."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        return tuple(self.model(x))
+
+
+def _localizer_output(outs: Sequence[Tensor]) -> Any:
+    from ..tasks.localize import LocalizerOutput
+
+    return LocalizerOutput(*outs)
+
+
+SPECS: dict[str, ExportSpec] = {
+    "classify": ExportSpec(outputs=("logits",)),
+    "localize": ExportSpec(
+        outputs=("logits", "boxes"), predictor="cnnkit.tasks.localize_eval:BoxPredictor", to_output=_localizer_output
+    ),
+}
+
+
+def spec_for(task: str) -> ExportSpec:
+    """The export spec of ``task``: the task class's own ``export_spec`` if it has one, else :data:`SPECS`."""
+    from ..tasks import TASKS, get_task
+
+    if task in TASKS:
+        own = getattr(get_task(task), "export_spec", None)
+        if own is not None:
+            return own
+    if task not in SPECS:
+        raise CnnkitError(
+            f"expected a task that can be exported ({', '.join(SPECS)}), found {task!r}; its task module needs an"
+            " export_spec (see cnnkit/deploy/specs.py)"
+        )
+    return SPECS[task]
