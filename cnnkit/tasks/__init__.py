@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # `cnnkit train --help` reads TASKS without loading the confi
     from ..runcard import RunCard
 
 TASKS = {"classify": "cnnkit.tasks.classify:Classify", "localize": "cnnkit.tasks.localize:Localize",
-         "detect": "cnnkit.tasks.detect:Detect"}
+         "detect": "cnnkit.tasks.detect:Detect",
+         "verify": "cnnkit.tasks.verify:Verify"}
 
 
 def get_task(name: str) -> Any:
