@@ -9,7 +9,7 @@ crop, their mean/std.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -115,11 +115,21 @@ class Predictor:
         return self._resize_crop(t) if self.crop else t
 
     @torch.no_grad()
-    def predict_proba(self, images: Iterable[ImageLike], batch_size: int = 256) -> Tensor:
-        """images -> class probabilities Tensor[N, num_classes]."""
-        x = torch.stack([self.to_tensor(im) for im in images])
-        out = [torch.softmax(self.model(self.normalize(b)).float(), 1).cpu() for b in x.split(batch_size)]
-        return torch.cat(out)
+    def batches(self, images: Iterable[ImageLike], batch_size: int = 64) -> Iterator[Tensor]:
+        """Decoded uint8 batches Tensor[B, C, H, W], ``batch_size`` images at a time (memory stays bounded)."""
+        chunk: list[Tensor] = []
+        for im in images:
+            chunk.append(self.to_tensor(im))
+            if len(chunk) == batch_size:
+                yield torch.stack(chunk)
+                chunk = []
+        if chunk:
+            yield torch.stack(chunk)
+
+    def predict_proba(self, images: Iterable[ImageLike], batch_size: int = 64) -> Tensor:
+        """images -> class probabilities Tensor[N, num_classes], decoded and run ``batch_size`` at a time."""
+        out = [torch.softmax(self.model(self.normalize(b)).float(), 1).cpu() for b in self.batches(images, batch_size)]
+        return torch.cat(out) if out else torch.zeros(0, len(self.classes))
 
     def predict(self, images: Iterable[ImageLike], topk: int = 1) -> list[Prediction]:
         """Top-``topk`` classes of each image, most probable first."""

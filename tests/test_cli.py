@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import cnnkit
 
@@ -76,3 +77,17 @@ def test_visualize_units_is_reached_as_two_words(cli, digits_run, tmp_path):
                          "--out", tmp_path / "u.png", "--quiet")  # fmt: skip
     assert code == 0, err
     assert (tmp_path / "u.png").is_file() and "wrote" in out
+
+
+def test_predict_takes_a_folder_and_reports_images_per_second(cli, digits_run, tmp_path):
+    from .conftest import make_image
+
+    for i in range(3):
+        make_image(tmp_path / "imgs" / f"{i}.png", 20 * i, size=(8, 8))
+    (tmp_path / "imgs" / "notes.txt").write_text("not an image")
+    code, out, err = cli("predict", digits_run, tmp_path / "imgs", "--json")
+    assert code == 0, err
+    assert [Path(r["image"]).name for r in json.loads(out)] == ["0.png", "1.png", "2.png"]
+    assert "3 images in" in err and "images/s" in err
+    code, _, err = cli("predict", digits_run, tmp_path / "empty_dir_missing")
+    assert code == 2 and "no such file" in err

@@ -57,9 +57,36 @@ def predictor_for(args: argparse.Namespace) -> tuple[Any, list[str]]:
     return Predictor.from_pretrained(args.model, args.weights), args.paths
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def expand_images(paths: list[str]) -> list[str]:
+    """Image paths, with each folder replaced by the image files under it (sorted)."""
+    from pathlib import Path
+
+    out: list[str] = []
+    for p in paths:
+        if Path(p).is_dir():
+            found = sorted(str(f) for f in Path(p).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            if not found:
+                raise CnnkitError(f"expected image files in the folder {p!r}, found none; give image files or a folder")
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
 def run_predict(args: argparse.Namespace) -> int:
+    import sys
+    import time
+
     predictor, images = predictor_for(args)
+    images = expand_images(images)
+    t0 = time.perf_counter()
     preds = predictor.predict(images, topk=args.topk)
+    seconds = time.perf_counter() - t0
+    if len(images) > 1:  # on stderr, so --json output stays clean
+        print(f"{len(images)} images in {seconds:.2f} s ({len(images) / seconds:.1f} images/s)", file=sys.stderr)
     written = predictor.draw(images, preds, args.out) if args.out else []
     if args.json:
         print(json.dumps([{"image": str(f), **p.to_dict()} for f, p in zip(images, preds)], indent=2))

@@ -60,11 +60,10 @@ class BoxPredictor(Predictor):
         return cls(model, card, device)
 
     @torch.no_grad()
-    def outputs(self, images: list[ImageLike], batch_size: int = 256) -> tuple[Tensor, Tensor]:
+    def outputs(self, images: list[ImageLike], batch_size: int = 64) -> tuple[Tensor, Tensor]:
         """images -> (class probabilities Tensor[N, K], boxes Tensor[N, 4] normalised cxcywh)."""
-        x = torch.stack([self.to_tensor(im) for im in images])
         probs, boxes = [], []
-        for b in x.split(batch_size):
+        for b in self.batches(images, batch_size):
             out = self.model(self.normalize(b))
             probs.append(torch.softmax(out.logits.float(), 1).cpu())
             boxes.append(out.boxes.float().cpu())

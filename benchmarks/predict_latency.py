@@ -1,0 +1,74 @@
+"""Batch-1 latency of ``Predictor.predict`` (decode a PNG, preprocess, model, softmax, top-k) against calling
+the model directly on a prepared tensor, for cnnkit's default model; and a folder's throughput in images/s.
+
+Both are timed in the same script, alternating, median of many calls, one thread per process is NOT forced (the
+user's default). Prints the ratio (goal: within 1.2×) and the CPU. Run it alone.
+
+    python benchmarks/predict_latency.py [--repeat 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cnnkit.models import create_model
+from cnnkit.predict import Predictor
+from cnnkit.runcard import InputSpec, RunCard
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+def timed(fn, repeat: int) -> float:
+    for _ in range(20):
+        fn()
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeat", type=int, default=300)
+    args = p.parse_args()
+    model = create_model("smallcnn", num_classes=10, in_chans=1).eval()
+    pre = {"mode": "L", "resize": [28, 28], "scale": 255.0, "mean": list(model.mean), "std": list(model.std)}
+    card = RunCard(model="smallcnn", num_classes=10, classes=[str(i) for i in range(10)], input=InputSpec(1, 28, 28),
+                   preprocessing=pre)  # fmt: skip
+    predictor = Predictor(model, card)
+    with tempfile.TemporaryDirectory() as tmp:
+        rng = np.random.default_rng(0)
+        paths = []
+        for i in range(256):
+            paths.append(Path(tmp) / f"{i}.png")
+            Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8), "L").save(paths[-1])
+        x = predictor.normalize(predictor.to_tensor(paths[0])[None])
+        with torch.no_grad():
+            direct = timed(lambda: model(x), args.repeat)
+        full = timed(lambda: predictor.predict([paths[0]]), args.repeat)
+        t0 = time.perf_counter()
+        predictor.predict(paths)
+        folder = len(paths) / (time.perf_counter() - t0)
+    print(f"CPU: {cpu_name()}, {torch.get_num_threads()} threads")
+    print(f"model(x) on a prepared 1×1×28×28 tensor: {direct * 1e3:.3f} ms")
+    print(f"predictor.predict([png]) (decode, preprocess, model, softmax, top-k): {full * 1e3:.3f} ms")
+    print(f"ratio {full / direct:.2f}× (goal ≤ 1.2×); a folder of {len(paths)} PNGs: {folder:.0f} images/s")
+
+
+if __name__ == "__main__":
+    main()
