@@ -30,6 +30,7 @@ STAGE_COMMANDS: tuple[str, ...] = (
     "cnnkit.cli.features",
     "cnnkit.cli.data",
     "cnnkit.cli.detect",
+    "cnnkit.cli.verify",
     "cnnkit.cli.conv",
     "cnnkit.cli.explain",
 )
