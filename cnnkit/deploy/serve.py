@@ -1,0 +1,177 @@
+"""``cnnkit serve``: a web page and a JSON API for one model (FastAPI + uvicorn).
+
+``GET /`` the page; ``POST /predict`` (multipart field ``file``; ``?overlay=true`` adds a PNG data URL: Grad-CAM
+for a classifier on the PyTorch backend, the box drawn for a localiser); ``GET /health``; ``/docs`` OpenAPI.
+Limits a trusted server has: a body over ``max_bytes`` gets 413 before it is read in full, anything that does not
+decode as an image 415 (decompression bombs included, through ``cnnkit.data.images``), more than
+``max_in_flight`` requests at once 503 (no unbounded queue). The model is the one given at start; a request can
+never name a file to load.
+"""
+
+# no `from __future__ import annotations`: FastAPI reads the endpoint annotations, imported inside create_app
+
+import base64
+import html
+import io
+import json
+import threading
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..data.images import BadImageError, load_image
+from .page import PAGE
+
+PREDICT = "/predict"
+
+
+def decode_upload(data: bytes, in_chans: int) -> Tensor:
+    """Uploaded bytes -> uint8 Tensor[in_chans, H, W]; anything but a complete, safe image raises BadImageError."""
+    return load_image(io.BytesIO(data), in_chans, None)
+
+
+class Limits:
+    """ASGI middleware for ``POST /predict``: 503 past ``max_in_flight`` requests at once, 413 for bodies over
+    ``max_bytes`` (by Content-Length, or counted as the body arrives), before the app sees the request."""
+
+    def __init__(self, app: Any, max_bytes: int, max_in_flight: int) -> None:
+        self.app, self.max_bytes, self.max_in_flight = app, max_bytes, max_in_flight
+        self.in_flight = 0
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != PREDICT or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        if self.in_flight >= self.max_in_flight:
+            return await _reply(send, 503, f"expected at most {self.max_in_flight} requests at once, found more;"
+                                           " try again in a moment")  # fmt: skip
+        self.in_flight += 1
+        try:
+            length = dict(scope["headers"]).get(b"content-length", b"0")
+            body = await self._body(receive) if int(length or 0) <= self.max_bytes else None
+            if body is None:
+                return await _reply(send, 413, f"expected an upload of at most {self.max_bytes} bytes, found more")
+            await self.app(scope, _replay(body), send)
+        finally:
+            self.in_flight -= 1
+
+    async def _body(self, receive: Any) -> bytes | None:
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return b""
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return None
+            more = message.get("more_body", False)
+        return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Any:
+    sent = False
+
+    async def receive() -> dict:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+async def _reply(send: Any, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(predictor: Any, *, max_bytes: int = 10_000_000, max_in_flight: int = 4, backend: str = "eager") -> Any:
+    """The FastAPI app serving ``predictor`` (a ``cnnkit.load`` or ``load_onnx`` predictor)."""
+    from fastapi import FastAPI, File, HTTPException, UploadFile
+    from fastapi.responses import HTMLResponse
+
+    card, lock = predictor.card, threading.Lock()  # one model call at a time: Grad-CAM hooks are not re-entrant
+    app = FastAPI(title=f"cnnkit: {card.model}", description="Predictions of one cnnkit model.")
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> str:
+        sub = f"{card.task} · {card.num_classes} classes · {backend} · input {card.input.height}×{card.input.width}"
+        return PAGE.format(title=html.escape(card.model), subtitle=html.escape(sub))
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "model": card.model, "task": card.task, "classes": card.num_classes,
+                "backend": backend}  # fmt: skip
+
+    @app.post(PREDICT)
+    def predict(file: UploadFile = File(...), overlay: bool = False, topk: int = 5) -> dict:  # noqa: B008
+        try:
+            image = decode_upload(file.file.read(), 3)
+        except BadImageError as e:
+            raise HTTPException(415, f"expected an image file, found {e.reason}") from None
+        with lock:
+            return predict_one(predictor, image, max(1, min(topk, 20)), overlay)
+
+    app.add_middleware(Limits, max_bytes=max_bytes, max_in_flight=max_in_flight)
+    return app
+
+
+def predict_one(predictor: Any, image: Tensor, topk: int, overlay: bool) -> dict[str, Any]:
+    """One decoded image (uint8 Tensor[3, H, W]) -> the JSON answer (top-k; the box; an overlay when asked)."""
+    image = image[:1] if predictor.in_chans == 1 else image
+    pred = predictor.predict([image], topk=topk)[0]
+    out = {"task": predictor.card.task, "label": pred.label, "probability": pred.probability,
+           "topk": [{"label": n, "probability": p} for n, p in pred.topk]}  # fmt: skip
+    if getattr(pred, "box", None) is not None:
+        out["box"] = list(pred.box)
+    if overlay:
+        out |= _overlay(predictor, image, pred)
+    return out
+
+
+def _overlay(predictor: Any, image: Tensor, pred: Any) -> dict[str, str]:
+    from ..drawing import draw_boxes
+
+    if getattr(pred, "box", None) is not None:
+        rgb = image.expand(3, -1, -1)
+        drawn = draw_boxes(rgb, torch.tensor([pred.box]), [f"{pred.label} {pred.probability:.0%}"], ["lime"])
+        return {"overlay": _png_url(drawn), "overlay_kind": "Box"}
+    if not isinstance(predictor.model, torch.nn.Module) or type(predictor.model).__name__ == "OrtModule":
+        return {}  # Grad-CAM needs the PyTorch model's gradients
+    return {"overlay": _png_url(grad_cam_overlay(predictor, image, pred.index)), "overlay_kind": "Grad-CAM"}
+
+
+def grad_cam_overlay(predictor: Any, image: Tensor, target: int) -> Tensor:
+    """The model's input view of ``image`` with the Grad-CAM map of class ``target`` blended on it:
+    uint8 Tensor[3, H, W] at the model's input size."""
+    from matplotlib import colormaps
+
+    from ..explain.visualize import grad_cam
+
+    seen = predictor.to_tensor(image)  # uint8 [C, h, w], what the model sees
+    cam, _ = grad_cam(predictor.model, predictor.normalize(seen[None]).float(), target)
+    heat = torch.from_numpy(colormaps["jet"](cam.numpy())[..., :3]).permute(2, 0, 1).float() * 255
+    blend = 0.55 * seen.expand(3, -1, -1).float() + 0.45 * heat
+    return blend.clamp(0, 255).byte()
+
+
+def _png_url(image: Tensor) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def serve(predictor: Any, host: str = "127.0.0.1", port: int = 8000, **limits: Any) -> None:
+    """Run the app with uvicorn until interrupted (binds ``host``: 127.0.0.1 keeps it on this machine)."""
+    import uvicorn
+
+    backend = "onnxruntime" if type(predictor.model).__name__ == "OrtModule" else "eager"
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"note: serving on {host}: other machines can reach this server")
+    uvicorn.run(create_app(predictor, backend=backend, **limits), host=host, port=port, log_level="warning")

@@ -1,0 +1,95 @@
+"""The web page and JSON API through FastAPI's TestClient: every status code, limits, and never a hang."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from cnnkit.deploy import load_predictor
+from cnnkit.deploy.serve import create_app
+
+
+def png(size=(32, 24), value=120) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((size[1], size[0], 3), value, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def digits(digits_run):
+    return load_predictor(digits_run)
+
+
+@pytest.fixture(scope="module")
+def client(digits):
+    return TestClient(create_app(digits, max_bytes=200_000, max_in_flight=2))
+
+
+def test_page_health_and_openapi(client):
+    r = client.get("/")
+    assert r.status_code == 200 and 'id="drop"' in r.text and "smallcnn" in r.text
+    assert client.get("/health").json() == {"status": "ok", "model": "smallcnn", "task": "classify",
+                                            "classes": 10, "backend": "eager"}  # fmt: skip
+    assert "/predict" in client.get("/openapi.json").json()["paths"]
+    assert client.get("/nothing").status_code == 404 and client.get("/predict").status_code == 405
+
+
+def test_predict_matches_the_predictor_and_draws_grad_cam(client, digits):
+    image = png(value=200)
+    r = client.post("/predict?overlay=true", files={"file": ("a.png", image, "image/png")})
+    assert r.status_code == 200
+    out = r.json()
+    want = digits.predict([Image.open(io.BytesIO(image))], topk=5)[0]
+    assert out["label"] == want.label and abs(out["probability"] - want.probability) < 1e-6
+    assert [t["label"] for t in out["topk"]] == [n for n, _ in want.topk]
+    assert out["overlay_kind"] == "Grad-CAM" and out["overlay"].startswith("data:image/png;base64,")
+
+
+def test_bad_requests_get_their_status(client, tmp_path):
+    assert client.post("/predict").status_code == 422  # no file field
+    r = client.post("/predict", files={"file": ("a.txt", b"hello, not an image", "text/plain")})
+    assert r.status_code == 415 and "not an image" in r.json()["detail"]
+    r = client.post("/predict", files={"file": ("a.png", png()[:60], "image/png")})  # truncated
+    assert r.status_code == 415
+    r = client.post("/predict", files={"file": ("big.png", b"\0" * 300_000, "image/png")})
+    assert r.status_code == 413 and "at most 200000 bytes" in r.json()["detail"]
+    bomb = io.BytesIO()  # 12,000 × 12,000 pixels in a few kB: over Pillow's safety limit
+    Image.new("1", (12_000, 12_000)).save(bomb, format="PNG")
+    assert len(bomb.getvalue()) < 200_000
+    r = client.post("/predict", files={"file": ("bomb.png", bomb.getvalue(), "image/png")})
+    assert r.status_code == 415 and "decompression bomb" in r.json()["detail"]
+
+
+def test_too_many_requests_in_flight_get_503_not_a_queue(digits):
+    started, release = threading.Event(), threading.Event()
+    model = digits.model
+
+    def blocking_forward(x):
+        started.set()
+        release.wait(10)
+        return model.__class__.forward(model, x)
+
+    app = create_app(digits, max_in_flight=1)
+    client = TestClient(app)
+    original = model.forward
+    model.forward = blocking_forward
+    try:
+        first = {}
+        t = threading.Thread(target=lambda: first.update(r=client.post("/predict", files={"file": png()})))
+        t.start()
+        assert started.wait(10)
+        r = client.post("/predict", files={"file": ("a.png", png(), "image/png")})
+        assert r.status_code == 503 and "at most 1 requests at once" in r.json()["detail"]
+        assert client.get("/health").status_code == 200  # other routes still answer
+        release.set()
+        t.join(10)
+        assert first["r"].status_code == 200
+    finally:
+        release.set()
+        model.forward = original
+    assert client.post("/predict", files={"file": ("a.png", png(), "image/png")}).status_code == 200
