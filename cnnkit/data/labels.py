@@ -26,6 +26,7 @@ finds its ``labels/`` sibling).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -106,6 +107,17 @@ class LabelError(CnnkitError):
 
 
 # --- shared checks ----------------------------------------------------------------------------------------------
+
+
+def read_label_text(path: Path) -> str:
+    """The UTF-8 text of a label file; a LabelError naming the line of a byte that is not UTF-8."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        reason = f"byte {data[e.start]:#04x} that is not UTF-8 text"
+        raise LabelError(path, line, reason, expected="a UTF-8 text file", hint="save it as UTF-8") from None
 
 
 def _collect(items: Iterable[Any], read: Callable[[Any], T], skip_bad: bool, skipped: list[tuple[str, str]]) -> list[T]:
@@ -241,7 +253,7 @@ def _open_yolo(yaml_path: Path, skip_bad: bool) -> BoxDataset:
 
 def _read_yaml(path: Path) -> dict:
     try:
-        cfg = yaml.safe_load(path.read_text())
+        cfg = yaml.safe_load(read_label_text(path))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -276,7 +288,7 @@ def _yolo_images(entry: Any, root: Path, yaml_path: Path, split: str) -> list[tu
         if p.is_dir():
             items += [(f, None, None) for f in _image_files(p)]
         elif p.is_file() and p.suffix == ".txt":
-            lines = enumerate(p.read_text().splitlines(), 1)
+            lines = enumerate(read_label_text(p).splitlines(), 1)
             items += [(_abs(p.parent / s.strip()), p, n) for n, s in lines if s.strip()]
         else:
             found = f"{split}: {e!r}, which is no folder or .txt list (looked at {p})"
@@ -297,7 +309,7 @@ def _read_yolo_image(image: Path, list_file: Path | None, line: int | None, clas
     if not label.is_file():
         raise LabelError(image, None, f"no label file at {label}", expected="a label file for this image")
     width, height = image_size(image)
-    lines = enumerate(label.read_text().splitlines(), 1)
+    lines = enumerate(read_label_text(label).splitlines(), 1)
     instances = [_yolo_instance(s, n, label, width, height, len(classes)) for n, s in lines if s.strip()]
     return LabelledImage(image, width, height, instances)
 
@@ -370,7 +382,7 @@ def _open_coco(path: Path, skip_bad: bool) -> BoxDataset:
 
 def _load_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
+        return json.loads(read_label_text(path))
     except json.JSONDecodeError as e:
         raise LabelError(path, e.lineno, f"invalid JSON ({e.msg})", expected="JSON", hint="fix the file") from None
     except UnicodeDecodeError:
@@ -485,7 +497,7 @@ def _voc_split_items(root: Path) -> dict[str, list[tuple[Path, Path | None, int 
         return {"all": [(_abs(f), None, None) for f in sorted(ann.glob("*.xml"))]}
     out = {}
     for split, f in lists.items():
-        lines = enumerate(f.read_text().splitlines(), 1)
+        lines = enumerate(read_label_text(f).splitlines(), 1)
         out[split] = [(_abs(ann / f"{s.split()[0]}.xml"), f, n) for n, s in lines if s.strip()]
     return out
 
@@ -494,7 +506,7 @@ def _read_voc_xml(root: Path, xml: Path, list_file: Path | None, line: int | Non
     """One annotation file -> the image (labels not yet assigned) and the class name of each object."""
     if not xml.is_file():
         raise LabelError(list_file or xml, line, f"no annotation file {xml}", expected="an annotation for each image")
-    text = xml.read_text()
+    text = read_label_text(xml)
     try:
         doc = ET.fromstring(text)
     except ET.ParseError as e:
@@ -565,7 +577,7 @@ def _open_csv(path: Path, skip_bad: bool) -> BoxDataset:
 def _csv_groups(path: Path) -> tuple[dict[tuple[str, str], list[tuple[int, dict]]], bool]:
     """Rows grouped by (split, path) in order of first appearance, with their line numbers."""
     groups: dict[tuple[str, str], list[tuple[int, dict]]] = defaultdict(list)
-    with open(path, newline="") as f:
+    with io.StringIO(read_label_text(path), newline="") as f:
         reader = csv.DictReader(f)
         columns = [c.strip() for c in reader.fieldnames or []]
         if not set(CSV_COLUMNS) <= set(columns):

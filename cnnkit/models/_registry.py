@@ -105,7 +105,7 @@ def create_model(name: str, *, pretrained: bool = False, weights: str | None = N
 
 def check_options(name: str, builder: Callable[..., nn.Module], kwargs: dict[str, Any]) -> None:
     """Raise CnnkitError when ``builder``'s signature cannot take ``kwargs`` (checked by binding, not by calling)."""
-    signature = inspect.signature(builder)
+    signature = inspect.signature(builder, follow_wrapped=False)  # a functools.partial: the options left to give
     try:
         signature.bind(**kwargs)
     except TypeError as e:

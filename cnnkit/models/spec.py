@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,9 +106,13 @@ def load_spec(path: str | Path) -> Spec:
     """
     path = resolve_spec_path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise CnnkitError(f"expected valid YAML in {str(path)!r}, found {str(e).splitlines()[0]}") from None
+    except UnicodeDecodeError as e:
+        raise CnnkitError(
+            f"expected UTF-8 text in {str(path)!r}, found byte {e.object[e.start]:#04x} at {e.start}"
+        ) from None
     if not isinstance(raw, dict) or not isinstance(raw.get("layers"), list) or not raw["layers"]:
         raise CnnkitError(
             f"expected a mapping with a non-empty 'layers' list in {str(path)!r}, found {type(raw).__name__}"
@@ -116,7 +121,7 @@ def load_spec(path: str | Path) -> Spec:
         if key not in TOP_KEYS:
             raise _unknown(key, TOP_KEYS, str(path))
     c, h, w = _input(raw.get("input", [3, 224, 224]), path)
-    mean, std = _stats(raw, c)
+    mean, std = _stats(raw, c, path)
     layers = _layers(raw["layers"], path)
     return Spec(
         name=str(raw.get("name", path.stem)),
@@ -124,7 +129,7 @@ def load_spec(path: str | Path) -> Spec:
         input=(c, h, w),
         mean=mean,
         std=std,
-        num_classes=int(raw.get("num_classes") or [lyr for lyr in layers if lyr["type"] == "fc"][-1]["out"] or 10),
+        num_classes=_num_classes(raw, layers, path),
         layers=layers,
         path=str(path),
     )
@@ -136,11 +141,30 @@ def _input(value: Any, path: Path) -> tuple[int, int, int]:
     return tuple(value)  # type: ignore[return-value]
 
 
-def _stats(raw: dict, c: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _stats(raw: dict, c: int, path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
     mean, std = raw.get("mean", [0.5] * c), raw.get("std", [0.5] * c)
     mean = IMAGENET_MEAN if mean == "imagenet" else mean
     std = IMAGENET_STD if std == "imagenet" else std
+    for key, v in (("mean", mean), ("std", std)):
+        numbers = isinstance(v, (list, tuple)) and v and all(_is_number(x) and math.isfinite(x) for x in v)
+        if not numbers or (key == "std" and min(v) <= 0):
+            sign = "positive " if key == "std" else ""
+            raise CnnkitError(
+                f"expected '{key}: [{sign}numbers, one per channel]' or imagenet in {str(path)!r}, found {v!r}"
+            )
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _num_classes(raw: dict, layers: list[dict[str, Any]], path: Path) -> int:
+    """``num_classes`` of the file, else the last fc's ``out``, else 10."""
+    value = raw.get("num_classes")
+    if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        raise CnnkitError(f"expected 'num_classes' to be an integer ≥ 1 in {str(path)!r}, found {value!r}")
+    return value or [lyr for lyr in layers if lyr["type"] == "fc"][-1]["out"] or 10
 
 
 def _layers(items: list, path: Path) -> list[dict[str, Any]]:
@@ -164,7 +188,12 @@ def _layers(items: list, path: Path) -> list[dict[str, Any]]:
             raise CnnkitError(f"expected {', '.join(missing)} in {where} ({kind}), found {item!r}; add it")
         _check_values(item, where)
         counts[kind] = counts.get(kind, 0) + 1
-        layers.append({**OPTIONS[kind], **item, "name": str(item.get("name", f"{kind}{counts[kind]}"))})
+        name = str(item.get("name", f"{kind}{counts[kind]}"))
+        if not name or "." in name or hasattr(nn.Sequential, name):
+            raise CnnkitError(
+                f"expected a layer name without '.' that is not a module attribute in {where}, found {name!r}"
+            )
+        layers.append({**OPTIONS[kind], **item, "name": name})
     _check_order(layers, path)
     return layers
 
@@ -187,8 +216,9 @@ def _check_order(layers: list[dict[str, Any]], path: Path) -> None:
         at = kinds.index("softmax") + 1
         raise CnnkitError(f"expected softmax only as the last layer of {path.name}, found it at position {at}")
     body = kinds[:-1] if kinds[-1] == "softmax" else kinds
-    if body[-1] != "fc":
-        raise CnnkitError(f"expected the last layer of {path.name} (before softmax) to be fc, found {body[-1]}")
+    if not body or body[-1] != "fc":
+        found = body[-1] if body else "nothing"
+        raise CnnkitError(f"expected the last layer of {path.name} (before softmax) to be fc, found {found}")
     hidden = [lyr["name"] for lyr in layers[: len(body) - 1] if lyr["type"] == "fc" and lyr["out"] is None]
     if hidden:
         raise CnnkitError(f"expected 'out' on every fc but the last in {path.name}, found none on {', '.join(hidden)}")
