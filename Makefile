@@ -5,9 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cnnkit-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: install demo test test-fast lint format bench clean data
+.PHONY: install demo test test-fast lint format bench clean data browser
 
-install: $(STAMP) data
+install: $(STAMP) data browser
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ data:
 		echo "installing dataset-fashion-mnist (Debian package)"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
 			|| echo "apt-get could not install dataset-fashion-mnist; cnnkit will download it when needed"; \
+	fi
+
+# Chromium and its driver for the browser test of `cnnkit serve` (skipped with a reason when they are missing).
+browser:
+	@if ! command -v chromedriver >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium and chromium-driver (Debian packages)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+			|| echo "apt-get could not install chromium; the browser test will be skipped"; \
 	fi
 
 demo: install

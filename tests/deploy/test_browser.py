@@ -1,0 +1,81 @@
+"""End to end as a person uses it: the server on 127.0.0.1 (a uvicorn thread, always stopped), Debian's Chromium
+headless through Selenium, a real photo (scikit-image's Chelsea the cat) uploaded through the page; the shown
+top-1 must be the predictor's and the Grad-CAM overlay must have rendered. Saves a screenshot."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+from PIL import Image
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; make install does it"
+    " as root)",
+)
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--no-first-run", "--disable-quic", "--window-size=1200,900")  # fmt: skip
+
+
+@pytest.fixture
+def server():
+    """The Lite0 page served by uvicorn on a free loopback port, in a thread stopped after the test."""
+    import uvicorn
+
+    from cnnkit.deploy import load_predictor
+    from cnnkit.deploy.serve import create_app
+
+    predictor = load_predictor(model="efficientnet_lite0", pretrained=True)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    srv = uvicorn.Server(uvicorn.Config(create_app(predictor), log_level="warning"))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/", predictor
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def test_upload_a_photo_and_see_top1_and_the_overlay(server, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    from skimage import data
+
+    url, predictor = server
+    photo = tmp_path / "chelsea.png"
+    Image.fromarray(data.chelsea()).save(photo)
+    want = predictor.predict([photo], topk=1)[0].label  # the predictor's own answer, not a copied string
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in (*FLAGS, f"--user-data-dir={tmp_path / 'profile'}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=DRIVER))
+    try:
+        driver.get(url)
+        driver.find_element(By.ID, "file").send_keys(str(photo))
+        WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.ID, "top1-label"))
+        assert driver.find_element(By.ID, "top1-label").text == want
+        js = "const i = document.getElementById('overlay'); return i.complete ? i.naturalWidth : 0"
+        WebDriverWait(driver, 10).until(lambda d: d.execute_script(js) == 224)  # Lite0's 224×224 Grad-CAM view
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#bars .bar")) == 5
+        shot = tmp_path / "serve_page.png"
+        driver.save_screenshot(str(shot))
+        assert shot.stat().st_size > 10_000
+        if os.environ.get("CNNKIT_SCREENSHOT"):  # e.g. docs/images/serve_page.png for the README
+            shutil.copy(shot, os.environ["CNNKIT_SCREENSHOT"])
+    finally:
+        driver.quit()
