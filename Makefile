@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cnnkit-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: install demo test test-fast lint format bench clean data browser
+.PHONY: install demo test test-all typecheck test-fast lint format bench clean data browser
 
 install: $(STAMP) data browser
 
@@ -37,6 +37,13 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q -m "not slow and not gpu"
+
+# `make test` leaves out the tests marked slow (and gpu); this runs every test but the gpu ones.
+test-all: install
+	$(BIN)/python -m pytest -q -m "not gpu"
+
+typecheck: install
+	$(BIN)/mypy
 
 test-fast: install
 	$(BIN)/python -m pytest -q -x -m "not slow and not gpu" --deselect tests/models

@@ -19,7 +19,8 @@ SCHEDULE_ALIASES = {"onecycle": "warmup_cosine"}
 
 def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two parameter groups: weights (ndim > 1) get L2 weight decay; biases and norm parameters don't."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim > 1 else no_decay).append(p)

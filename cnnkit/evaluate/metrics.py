@@ -138,9 +138,13 @@ def _per_class(
         for c, name in enumerate(classes)
     }
     defined_auc = [a for a in auc if a is not None]
-    macro = {key: _macro(v, present) for key, v in (("precision", p), ("recall", r), ("f1", f1))}
+    macro: dict[str, float | None] = {
+        key: _macro(v, present) for key, v in (("precision", p), ("recall", r), ("f1", f1))
+    }
     macro["roc_auc"] = float(np.mean(defined_auc)) if defined_auc else None
-    weighted = {key: float(np.average(v, weights=support)) for key, v in (("precision", p), ("recall", r), ("f1", f1))}
+    weighted: dict[str, float | None] = {
+        key: float(np.average(v, weights=support)) for key, v in (("precision", p), ("recall", r), ("f1", f1))
+    }
     return per_class, macro, weighted
 
 

@@ -48,7 +48,7 @@ def save_predictions(
 
 def _savez(tmp: str, arrays: dict) -> None:
     with open(tmp, "wb") as f:  # a file object, so numpy does not append a second ".npz"
-        np.savez_compressed(f, **{k: np.asarray(v) for k, v in arrays.items()})
+        np.savez_compressed(f, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]  # numpy stubs
 
 
 def load_predictions(path: str | Path) -> dict[str, np.ndarray]:

@@ -52,7 +52,9 @@ def register_model(
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if fn.__name__ in _REGISTRY:
             raise ValueError(f"model {fn.__name__!r} is already registered")
-        _REGISTRY[fn.__name__] = ModelInfo(fn.__name__, family, paper, tuple(default_input), fn)
+        _REGISTRY[fn.__name__] = ModelInfo(
+            fn.__name__, family, paper, (default_input[0], default_input[1], default_input[2]), fn
+        )
         return fn
 
     return wrap
