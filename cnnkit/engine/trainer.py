@@ -147,6 +147,8 @@ class Trainer:
         bar = tqdm(order, total=self.steps_per_epoch, initial=self.step_in_epoch, unit="batch", leave=False,
                    desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=self.bar_disabled())  # fmt: skip
         for x, y in bar:
+            if len(x) == 1 < self.batch_size:  # a lone last image: BatchNorm can't train on one 1×1 map; skip it
+                continue
             loss, stats = self.step(x, y)
             self.step_in_epoch += 1
             st["seen"] += len(x)
@@ -175,7 +177,15 @@ class Trainer:
         x, target = self.task.prepare(x, y, self.normalize)
         with autocast(self.device, self.dtype):
             forward = getattr(self.task, "forward", None)  # detectors take the targets in training mode
-            output = forward(self.net, x, target) if forward is not None else self.net(x)
+            try:
+                output = forward(self.net, x, target) if forward is not None else self.net(x)
+            except ValueError as e:
+                if "more than 1 value per channel" not in str(e):
+                    raise
+                raise CnnkitError(
+                    f"expected BatchNorm to see more than one value per channel, found a batch of {len(x)} reaching a"
+                    " 1×1 map; use a larger --batch-size or --image-size"
+                ) from None
             loss, stats = self.task.loss(output, target)
         if self.l1_params:  # explicit L1 on the weights (the notes' L1 regularisation)
             loss = loss + self.cfg.optim.l1 * l1_penalty(self.l1_params).to(loss.device)
@@ -202,10 +212,14 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         self.skipped_steps += 1
         if self.cfg.train.on_nonfinite == "stop" or self.skipped_steps > 10:
+            kept = (
+                f"the last good checkpoint in {str(self.run_dir)!r} is kept"
+                if (self.run_dir / "train_state.pt").exists()
+                else "no checkpoint was written yet"
+            )
             raise CnnkitError(
-                f"expected a finite loss and gradient, found {what} at {where}; the last good checkpoint in"
-                f" {str(self.run_dir)!r} is kept — lower the learning rate (optim.lr={self.cfg.optim.lr}) or set"
-                " optim.clip_grad_norm"
+                f"expected a finite loss and gradient, found {what} at {where}; {kept} — lower the learning rate"
+                f" (optim.lr={self.cfg.optim.lr}) or set optim.clip_grad_norm"
             )
         self.log(f"skipped a step with {what} at {where}")
 
