@@ -36,7 +36,12 @@ def overhead(name: str, repeats: int) -> dict[str, float]:
         "model": lambda: pred.model(x),
         "postprocess": lambda: torch.softmax(logits.float(), 1).topk(5),
     }
-    return {k: median_seconds(f, repeats, warmup=3) * 1000 for k, f in stages.items()}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as `cnnkit serve --backend onnxruntime` runs: torch only preprocesses, ORT has its pool
+    try:
+        return {k: median_seconds(f, repeats, warmup=3) * 1000 for k, f in stages.items()}
+    finally:
+        torch.set_num_threads(threads)
 
 
 def main() -> None:

@@ -102,5 +102,9 @@ def run_serve(args: argparse.Namespace) -> int:
     from ..deploy.serve import serve
 
     predictor = _predictor(args, backend=args.backend)
+    if args.backend == "onnxruntime":  # torch only preprocesses here: one thread, no OpenMP wake-ups per request
+        import torch
+
+        torch.set_num_threads(1)
     serve(predictor, args.host, args.port, max_bytes=int(args.max_upload_mb * 1e6), max_in_flight=args.max_in_flight)
     return 0

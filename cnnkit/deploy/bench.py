@@ -1,7 +1,8 @@
 """``cnnkit bench``: a table of models on this machine in the style of the Keras Applications page: parameters,
 MACs, size, published top-1 where the weights table knows it, milliseconds per image for each backend and batch
-size, and training images/s. Each cell warms up, then reports the median of ``repeats`` timed runs; the table
-says which CPU, how many threads and which library versions it measured."""
+size, and training images/s. Each cell warms up, then reports the median of ``repeats`` timed runs, the backends
+timed in turn so that their ratio survives a busy machine; the table says which CPU, how many threads and which
+library versions it measured."""
 
 from __future__ import annotations
 
@@ -60,19 +61,48 @@ def published_top1(name: str) -> float | None:
     return get_model_weights(name).DEFAULT.meta.get("_metrics", {}).get("ImageNet-1K", {}).get("acc@1")
 
 
-def time_backend(model: nn.Module, backend: str, shape: tuple[int, ...], batch: int, repeats: int) -> float:
-    """Milliseconds per image for ``model`` on ``backend`` at ``batch`` (inputs Tensor[batch, *shape])."""
-    x = torch.randn(batch, *shape)
+def runner(model: nn.Module, backend: str, x: torch.Tensor) -> Callable[[], Any]:
+    """A call of ``model`` on inputs ``x`` Tensor[B, C, H, W] on ``backend`` (ONNX Runtime: exported first)."""
     if backend == "eager":
-        with torch.no_grad():
-            return median_seconds(lambda: model(x), repeats) * 1000 / batch
+
+        def eager() -> Any:
+            with torch.no_grad():
+                return model(x)
+
+        return eager
     from .export import export_proto
     from .specs import SPECS
 
     sess = session(export_proto(model, x[:2], SPECS["classify"], "torchscript").SerializeToString(),
                    threads=torch.get_num_threads())  # fmt: skip
     feed = {sess.get_inputs()[0].name: x.numpy()}
-    return median_seconds(lambda: sess.run(None, feed), repeats) * 1000 / batch
+    return lambda: sess.run(None, feed)
+
+
+def interleaved_medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median seconds of each function, timed in turn (a, b, a, b, …) so that a busy machine slows all alike
+    and the ratios between them hold."""
+    for f in fns.values():
+        for _ in range(warmup):
+            f()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            start = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def time_backends(model: nn.Module, backends: Sequence[str], shape: tuple[int, ...], batches: Sequence[int],
+                  repeats: int) -> dict[str, float]:  # fmt: skip
+    """Milliseconds per image, keyed ``backend@batch``, the backends interleaved at each batch size."""
+    out = {}
+    for n in batches:
+        x = torch.randn(n, *shape)
+        med = interleaved_medians({b: runner(model, b, x) for b in backends}, repeats)
+        out |= {f"{b}@{n}": med[b] * 1000 / n for b in backends}
+    return {f"{b}@{n}": out[f"{b}@{n}"] for b in backends for n in batches}
 
 
 def train_images_per_second(model: nn.Module, shape: tuple[int, ...], batch: int = 16, repeats: int = 3) -> float:
@@ -104,7 +134,7 @@ def bench_model(name: str, batches: Sequence[int], backends: Sequence[str], repe
     torch.save(model.state_dict(), buf)
     row["size_mb"] = buf.tell() / 1e6
     row["top1"] = published_top1(name)
-    row["ms_per_image"] = {f"{b}@{n}": time_backend(model, b, shape, n, repeats) for b in backends for n in batches}
+    row["ms_per_image"] = time_backends(model, backends, shape, batches, repeats)
     row["train_images_per_s"] = train_images_per_second(model, shape) if train else None
     return row
 

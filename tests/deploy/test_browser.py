@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(
     " as root)",
 )
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run", "--disable-quic", "--window-size=1200,900")  # fmt: skip
+         "--disable-sync", "--no-first-run", "--disable-quic", "--window-size=1200,1000")  # fmt: skip
 
 
 @pytest.fixture

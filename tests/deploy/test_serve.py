@@ -93,3 +93,12 @@ def test_too_many_requests_in_flight_get_503_not_a_queue(digits):
         release.set()
         model.forward = original
     assert client.post("/predict", files={"file": ("a.png", png(), "image/png")}).status_code == 200
+
+
+def test_serve_command_bad_input_is_one_line(dcli, tmp_path):
+    code, _, err = dcli("serve")
+    assert code == 2 and "found neither" in err and "Traceback" not in err
+    code, _, err = dcli("serve", tmp_path / "missing.onnx")
+    assert code == 2 and "expected an .onnx file" in err
+    code, _, err = dcli("serve", "--model", "lenet5")
+    assert code == 2 and "--pretrained or --weights" in err
