@@ -48,7 +48,7 @@ typecheck: install
 test-fast: install
 	$(BIN)/python -m pytest -q -x -m "not slow and not gpu" --deselect tests/models
 
-lint: install
+lint: install typecheck
 	$(BIN)/ruff check cnnkit tests benchmarks
 	$(BIN)/ruff format --check cnnkit tests benchmarks
 
