@@ -6,7 +6,8 @@ PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
  body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 60em; color: #222; }}
- #drop {{ display: block; border: 2px dashed #888; border-radius: 8px; padding: 2em; text-align: center; cursor: pointer; }}
+ #drop {{ display: block; border: 2px dashed #888; border-radius: 8px; padding: 2em; text-align: center;
+         cursor: pointer; }}
  #drop.over {{ background: #eef; }}
  .row {{ display: flex; gap: 2em; margin-top: 1.5em; flex-wrap: wrap; }}
  img {{ max-width: 22em; border-radius: 4px; }}
