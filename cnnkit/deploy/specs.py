@@ -35,6 +35,9 @@ class ExportSpec:
         output_axes: per output, the names of its dynamic axes beyond the batch axis 0 (``{1: "detections"}``).
         predictor: ``module:Class`` of the task's predictor; it is built with an ONNX Runtime module as its model.
         to_output: ONNX Runtime's outputs (tensors, in ``outputs`` order) -> what the task's model returns.
+        wrapper: the model -> a module taking normalised Tensor[B, C, H, W] and returning a tensor or a tuple of
+            tensors in ``outputs`` order (a detector that takes a list of images and returns a list of dicts);
+            default: a NamedTuple output becomes a tuple.
     """
 
     outputs: tuple[str, ...]
@@ -44,9 +47,12 @@ class ExportSpec:
     output_axes: dict[str, dict[int, str]] = field(default_factory=dict)
     predictor: str = "cnnkit.predict:Predictor"
     to_output: Callable[[Sequence[Tensor]], Any] = lambda outs: outs[0]
+    wrapper: Callable[[nn.Module], nn.Module] | None = None
 
     def wrap(self, model: nn.Module) -> nn.Module:
         """The model as the exporter sees it: plain tensors out (a NamedTuple becomes a tuple)."""
+        if self.wrapper is not None:
+            return self.wrapper(model)
         return _Flat(model) if len(self.outputs) > 1 else model
 
     def predictor_class(self) -> type:
