@@ -31,6 +31,7 @@ STAGE_COMMANDS: tuple[str, ...] = (
     "cnnkit.cli.data",
     "cnnkit.cli.detect",
     "cnnkit.cli.verify",
+    "cnnkit.cli.deploy",
     "cnnkit.cli.conv",
     "cnnkit.cli.explain",
 )
@@ -73,14 +74,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps Python's exit-time flush quiet
         return 0
     except KeyboardInterrupt:
-        print("cnnkit: interrupted; the last saved checkpoint is kept", file=sys.stderr)
+        print(f"cnnkit: interrupted{KEPT if args.command == 'train' else ''}", file=sys.stderr)
         return 130
     except Terminated:
-        print("cnnkit: terminated (SIGTERM); the last saved checkpoint is kept", file=sys.stderr)
+        print(f"cnnkit: terminated (SIGTERM){KEPT if args.command == 'train' else ''}", file=sys.stderr)
         return 143
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
+
+
+KEPT = "; the last saved checkpoint is kept"
 
 
 class Terminated(BaseException):
