@@ -67,13 +67,28 @@ def load_image(path: str | Path, in_chans: int, size: tuple[int, int] | None, hi
             :data:`MAX_PIXELS` pixels (EXIF orientation applied, as a phone's gallery shows it); ``hint`` ends its
             message (datasets: skip it with --skip-bad; one image given to a command: fix it).
     """
+    im = read_image(path, hint)
+    try:
+        return pil_to_tensor(im, in_chans, size)
+    except (ValueError, OSError) as e:  # pixels that can't be converted (NaN floats, a broken palette)
+        raise BadImageError(path, _reason(e), hint) from None
+
+
+def read_image(path: str | Path, hint: str = SKIP_HINT, shorter: int | None = None) -> Image.Image:
+    """Decode ``path`` into a Pillow image, upright (EXIF orientation applied); errors as :func:`load_image`.
+
+    ``shorter``: the shorter side the caller will resize to; a JPEG is then decoded at the smallest of 1/1, 1/2,
+    1/4 or 1/8 scale that still covers it (libjpeg's DCT scaling: a 12-megapixel photo decodes ~20× faster)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 check_size(path, im)
+                if shorter and im.format == "JPEG":
+                    w, h = im.size
+                    im.draft(im.mode, (shorter * w // min(w, h), shorter * h // min(w, h)))
                 im.load()
-                return pil_to_tensor(ImageOps.exif_transpose(im), in_chans, size)
+                return ImageOps.exif_transpose(im)  # a copy: the pixels outlive the file
     except FileNotFoundError:
         raise BadImageError(path, "no such file", hint) from None
     except IsADirectoryError:
