@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev,pretrained,deploy]"
+	$(BIN)/python -m pip install --quiet --no-deps "facenet-pytorch==2.6.0"  # MTCNN weight files only; it pins an old torch
 	@touch $(STAMP)
 
 # Fashion-MNIST from Debian's package when we can install it; otherwise cnnkit downloads it
