@@ -1,5 +1,8 @@
 """``cnnkit verify RUN A B`` (same or different), ``cnnkit verify enroll RUN --gallery DIR`` (store embeddings
-per identity) and ``cnnkit verify identify RUN IMAGE…`` (the nearest enrolled identities, or "unknown")."""
+per identity) and ``cnnkit verify identify RUN IMAGE…`` (the nearest enrolled identities, or "unknown").
+
+With ``--faces`` every image is a photograph: its most confident face is found (MTCNN), aligned on its 5 landmarks
+and cropped, and the crop is embedded."""
 
 from __future__ import annotations
 
@@ -18,7 +21,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gallery", metavar="DIR", help="enroll: a folder per identity (one image each: one-shot)")
     p.add_argument("--top", type=int, default=3, help="identify: how many identities to list (default 3)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--faces", action="store_true",
+                   help="photographs: detect the face (MTCNN), align it on 5 landmarks, embed the crop")  # fmt: skip
+    p.add_argument("--min-face", type=int, default=20, help="--faces: smallest face side, pixels (default 20)")
     p.set_defaults(func=run_verify)
+
+
+def _inputs(paths: list, args: argparse.Namespace) -> list:
+    """The images to embed: the paths themselves, or with --faces the aligned face crop of each photo."""
+    if not args.faces:
+        return list(paths)
+    from ..verification.faces import FaceCropper
+
+    return FaceCropper(min_face=args.min_face).crops(paths)
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -32,7 +47,7 @@ def run_verify(args: argparse.Namespace) -> int:
     from ..tasks.verify import EmbeddingPredictor
 
     pred = EmbeddingPredictor.from_run(words[0])
-    emb, threshold = pred.embed(words[1:]), pred.threshold()
+    emb, threshold = pred.embed(_inputs(words[1:], args)), pred.threshold()
     dist = float((emb[0] - emb[1]).square().sum())
     same = dist <= threshold
     if args.json:
@@ -53,7 +68,7 @@ def _enroll(words: list[str], args: argparse.Namespace) -> int:
     pred = EmbeddingPredictor.from_run(words[0])
     files = gallery_files(args.gallery)
     names = [name for name, paths in files.items() for _ in paths]
-    gallery = Gallery(pred.embed([p for paths in files.values() for p in paths]), names)
+    gallery = Gallery(pred.embed(_inputs([p for paths in files.values() for p in paths], args)), names)
     path = gallery.save(words[0])
     print(f"enrolled {len(files)} identities ({len(names)} images) into {path}")
     return 0
@@ -67,7 +82,7 @@ def _identify(words: list[str], args: argparse.Namespace) -> int:
 
     pred = EmbeddingPredictor.from_run(words[0])
     gallery, threshold = Gallery.load(words[0]), pred.threshold()
-    found = gallery.identify(pred.embed(words[1:]), threshold, args.top)
+    found = gallery.identify(pred.embed(_inputs(words[1:], args)), threshold, args.top)
     if args.json:
         print(json.dumps([{"image": im, "matches": [{"identity": n, "distance": d} for n, d in hits]}
                           for im, hits in zip(words[1:], found)], indent=2))  # fmt: skip

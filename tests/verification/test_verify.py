@@ -5,6 +5,7 @@ then a run trained one epoch on digits (identities 0–6; 7–9 held out) throug
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 from pathlib import Path
 
@@ -152,4 +153,42 @@ def test_verify_enroll_identify_commands(run: Path, tmp_path: Path, capsys) -> N
     assert all(m["identity"] in ("7", "8") and m["distance"] <= out["threshold"] for m in matches)
     with pytest.raises(CnnkitError, match="expected RUN A B"):
         args = parse(["verify", str(run), paths[(7, 0)]])
+        args.func(args)
+
+
+def _photo(path: Path, image: np.ndarray) -> str:
+    Image.fromarray(image).convert("RGB").save(path, quality=95)
+    return str(path)
+
+
+@pytest.mark.skipif(
+    not importlib.util.find_spec("facenet_pytorch"), reason="MTCNN weights (facenet-pytorch) not installed"
+)
+def test_verify_faces_on_photographs(run: Path, tmp_path: Path, capsys) -> None:
+    from skimage import data
+
+    astronaut = data.astronaut()
+    canvas = np.full((420, 600, 3), 90, np.uint8)  # the same photo at 3/4 size, on a grey canvas, shifted
+    canvas[20:404, 200:584] = np.asarray(Image.fromarray(astronaut).resize((384, 384), Image.Resampling.LANCZOS))
+    a, b = _photo(tmp_path / "a.jpg", astronaut), _photo(tmp_path / "b.jpg", canvas)
+    parse = _parser().parse_args
+    distance = {}
+    for faces in ([], ["--faces"]):
+        args = parse(["verify", str(run), a, b, "--json", *faces])
+        assert args.func(args) == 0
+        distance[bool(faces)] = json.loads(capsys.readouterr().out)["distance"]
+    # the aligned face crops of the two photos are nearly the same picture; the whole photos are not
+    assert distance[True] < 0.2 * distance[False]
+    (tmp_path / "gallery" / "astronaut").mkdir(parents=True)
+    (tmp_path / "gallery" / "cameraman").mkdir()
+    _photo(tmp_path / "gallery" / "astronaut" / "1.jpg", astronaut)
+    _photo(tmp_path / "gallery" / "cameraman" / "1.jpg", data.camera())
+    args = parse(["verify", "enroll", str(run), "--gallery", str(tmp_path / "gallery"), "--faces"])
+    assert args.func(args) == 0 and "enrolled 2 identities" in capsys.readouterr().out
+    args = parse(["verify", "identify", str(run), b, "--faces", "--top", "1", "--json"])
+    assert args.func(args) == 0
+    matches = json.loads(capsys.readouterr().out)[0]["matches"]
+    assert [m["identity"] for m in matches] == ["astronaut"]
+    args = parse(["verify", str(run), a, _photo(tmp_path / "cat.jpg", data.chelsea()), "--faces"])
+    with pytest.raises(CnnkitError, match=r"expected a face in .*cat\.jpg, found none"):
         args.func(args)
