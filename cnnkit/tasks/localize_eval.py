@@ -23,9 +23,10 @@ from ..engine.checkpoint import load_weights
 from ..errors import CnnkitError
 from ..evaluate.report import FILES, config_blocks, render_html, render_markdown, training_blocks
 from ..evaluate.tables import fmt, text_table
-from ..io import atomic_write, json_safe, save_figure, write_json, write_text
+from ..io import atomic_write, save_figure, write_text
 from ..predict import ImageLike, Predictor
 from ..runcard import model_path, read_card
+from .common import evaluate_each
 from .localize import IOU_HIT, Localize, localisation_figures, predict_dataset
 
 
@@ -202,12 +203,8 @@ def evaluate_command(
     gallery: str | None = None,
 ) -> list[tuple[dict[str, Any], str]]:
     """``cnnkit evaluate`` for localisation runs, one at a time (no ensembles or TTA for boxes yet)."""
-    if ensemble or tta:
-        raise CnnkitError("expected no --ensemble or --tta for localize runs (they average class scores), found one")
-    if (predictions or gallery) and len(runs) > 1:
-        raise CnnkitError(f"expected one run with --predictions/--gallery, found {len(runs)}; evaluate one at a time")
-    results = []
-    for run in runs:
+
+    def one(run: str) -> tuple[dict[str, Any], list[str]]:
         ev = evaluate_run(run, data, split, data_dir)
         if not len(ev.data):
             raise CnnkitError(f"expected images in the {split} split of {ev.source!r}, found none")
@@ -217,9 +214,10 @@ def evaluate_command(
             lines.append(f"  predictions saved to {save_predictions(ev, predictions)}")
         if gallery:
             lines.append(f"  best and worst boxes saved to {write_gallery(ev, Path(gallery))}")
-        write_json(Path(run) / f"eval_{split}.json", json_safe(m))
-        results.append((m, "\n".join(lines)))
-    return results
+        return m, lines
+
+    opts = {"split": split, "ensemble": ensemble, "tta": tta, "many_files": bool(predictions or gallery)}
+    return evaluate_each("localize", runs, one, **opts)
 
 
 def save_predictions(ev: LocEvaluation, path: str | Path) -> Path:
