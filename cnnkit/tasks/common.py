@@ -1,4 +1,5 @@
-"""What the box tasks share after training: ``cnnkit evaluate`` one run at a time."""
+"""What the box tasks share after training: a run's own split, checked, and ``cnnkit evaluate`` one run at a
+time."""
 
 from __future__ import annotations
 
@@ -6,8 +7,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..config import from_dict, load_yaml
+from ..data import DataSplits
+from ..data.splits import check_split
 from ..errors import CnnkitError
 from ..io import json_safe, write_json
+from ..runcard import RunCard, read_card
+
+
+def run_split(task: Any, run: str | Path, split: str, data: str | None = None) -> tuple[RunCard, DataSplits, Any]:
+    """(card, all splits, the ``split`` dataset) of a run: its own data, loaded as it trained (and checked
+    against the split it recorded), or ``data`` at the run's input size; the classes must be the run's."""
+    run = Path(run)
+    card = read_card(run)
+    cfg = from_dict(load_yaml(run / "config.yaml"))
+    if data:
+        cfg.data.name, cfg.data.image_size = data, card.input.height
+    splits = task.load_data(cfg)
+    if data is None:
+        check_split(card, run, splits, split)
+    if splits.classes != card.classes:
+        raise CnnkitError(f"expected the classes {card.classes[:5]}… of run {str(run)!r}, found {splits.classes[:5]}…")
+    return card, splits, getattr(splits, split)
+
 
 # (metrics, extra lines) of one run, from its path and the evaluate options
 EvaluateOne = Callable[[str], tuple[dict[str, Any], list[str]]]

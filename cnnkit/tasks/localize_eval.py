@@ -15,9 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..config import from_dict, load_yaml
 from ..data.boxes import BoxImages, pixel_boxes
-from ..data.splits import check_split
 from ..drawing import draw_boxes, image_grid
 from ..engine.checkpoint import load_weights
 from ..errors import CnnkitError
@@ -26,7 +24,7 @@ from ..evaluate.tables import fmt, text_table
 from ..io import atomic_write, save_figure, write_text
 from ..predict import ImageLike, Predictor
 from ..runcard import model_path, read_card
-from .common import evaluate_each
+from .common import evaluate_each, run_split
 from .localize import IOU_HIT, Localize, localisation_figures, predict_dataset
 
 
@@ -164,20 +162,10 @@ class LocEvaluation:
 def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", data_dir: str | None = None
                  ) -> LocEvaluation:  # fmt: skip
     """Predict the ``split`` of the run's own data (checked against the run's record), or of ``data``."""
-    run = Path(run)
-    card = read_card(run)
-    cfg = from_dict(load_yaml(run / "config.yaml"))
-    if data:
-        cfg.data.name, cfg.data.image_size = data, card.input.height
-    splits = Localize().load_data(cfg)
-    if data is None:
-        check_split(card, run, splits, split)
-    if splits.classes != card.classes:
-        raise CnnkitError(f"expected the classes {card.classes[:5]}… of run {str(run)!r}, found {splits.classes[:5]}…")
+    card, splits, ds = run_split(Localize(), run, split, data)
     predictor = BoxPredictor.from_run(run)
-    ds = getattr(splits, split)
     out = predict_dataset(predictor.model, ds, predictor.normalize)
-    return LocEvaluation(run, split, splits.source, card.classes, ds, out.logits, out.boxes)
+    return LocEvaluation(Path(run), split, splits.source, card.classes, ds, out.logits, out.boxes)
 
 
 def format_metrics(m: dict[str, Any]) -> str:
