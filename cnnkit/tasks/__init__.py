@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # `cnnkit train --help` reads TASKS without loading the confi
     from ..runcard import RunCard
 
 TASKS = {"classify": "cnnkit.tasks.classify:Classify", "localize": "cnnkit.tasks.localize:Localize",
-         "detect": "cnnkit.tasks.detect:Detect",
+         "detect": "cnnkit.tasks.detect:Detect", "segment": "cnnkit.tasks.segment:Segment",
          "verify": "cnnkit.tasks.verify:Verify"}
 
 

@@ -1,0 +1,174 @@
+"""Images with any number of objects, each with a class, a box and an exact mask, in memory, for segmentation.
+
+``load_segmentation_data(cfg, seed)`` opens any label format that carries masks through
+:func:`cnnkit.data.labels.open_box_dataset` (COCO JSON with polygon or RLE ``segmentation``, as the scene
+generator writes it; YOLO polygon lines), decodes every image and every mask once at one size, and returns
+train / val / test splits of :class:`SegmentationImages`. A mask is checked against its image: a polygon point
+outside the image, an RLE of another size, a missing or an empty mask is one :class:`~cnnkit.data.labels.LabelError`
+naming the file and the object, or with ``data.skip_bad`` the image is skipped and listed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..config import DataConfig
+from ..data.boxes import _splits, scene_size
+from ..data.datasets import DataSplits
+from ..data.images import BadImageError, load_image
+from ..data.labels import TOLERANCE, LabelError, LabelledImage, open_box_dataset
+from ..detection.data import DetectionImages
+from ..errors import CnnkitError
+
+Target = dict[str, Tensor]  # {"boxes": [n, 4] xyxy pixels, "labels": int64 [n], "masks": uint8 [n, H, W] 0/1}
+
+
+class SegmentationImages(DetectionImages):
+    """:class:`~cnnkit.detection.data.DetectionImages` whose targets also hold ``masks`` uint8 Tensor[n_i, H, W]
+    (1 inside the object) at the stored image's size."""
+
+    def __init__(self, images: Tensor, targets: list[Target], ids: list[str]) -> None:
+        super().__init__(images, targets, ids)
+        h, w = images.shape[-2:]
+        for t, src in zip(self.targets, targets):
+            t["masks"] = src["masks"].to(torch.uint8).reshape(-1, h, w)
+
+    def subset(self, idx: np.ndarray) -> SegmentationImages:
+        t = torch.as_tensor(idx, dtype=torch.long).tolist()
+        return SegmentationImages(self.images[t], [self.targets[i] for i in t], [self.ids[i] for i in t])
+
+    def digest(self) -> str:
+        """A content hash of the pixels, boxes, labels and masks, in order."""
+        h = hashlib.blake2b(digest_size=16)
+        h.update(super().digest().encode())
+        for t in self.targets:
+            h.update(t["masks"].numpy().tobytes())
+        return h.hexdigest()
+
+
+def decode_mask(seg: Any, width: int, height: int, where: tuple[Path, str]) -> np.ndarray:
+    """A COCO segmentation (polygons ``[[x, y, …], …]`` in pixels, an RLE dict, or a bool mask) -> bool [H, W].
+
+    Raises:
+        LabelError: no mask, a polygon point outside the image, an RLE of another size, or an empty mask.
+    """
+    from pycocotools import mask as mask_utils
+
+    path, obj = where
+    if seg is None:
+        raise LabelError(path, obj, "an object without a mask", expected="a segmentation (polygons or RLE)")
+    if isinstance(seg, np.ndarray):
+        mask = seg.astype(bool)
+    elif isinstance(seg, list):
+        polys = [np.asarray(p, dtype=np.float64) for p in seg]
+        if not polys or any(p.ndim != 1 or len(p) < 6 or len(p) % 2 for p in polys):
+            raise LabelError(path, obj, "a polygon with fewer than 3 points", expected="polygons [[x1, y1, x2, y2, …]]")
+        pts = np.concatenate([p.reshape(-1, 2) for p in polys])
+        bad = (pts[:, 0] < -TOLERANCE) | (pts[:, 1] < -TOLERANCE) | (pts[:, 0] > width + TOLERANCE)
+        bad |= pts[:, 1] > height + TOLERANCE
+        if bad.any() or not np.isfinite(pts).all():
+            x, y = pts[np.flatnonzero(bad | ~np.isfinite(pts).all(1))[0]]
+            raise LabelError(path, obj, f"polygon point ({x:g}, {y:g}) outside the {width}×{height} image",
+                             expected="a polygon inside the image")  # fmt: skip
+        rles = mask_utils.frPyObjects([p.tolist() for p in polys], height, width)
+        mask = mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+    else:
+        size = list(seg.get("size") or [])
+        if size != [height, width]:
+            raise LabelError(
+                path, obj, f"an RLE of size {size}", expected=f"an RLE of the image's size [{height}, {width}]"
+            )
+        rle = seg if isinstance(seg["counts"], (str, bytes)) else mask_utils.frPyObjects(seg, height, width)
+        mask = mask_utils.decode(rle).astype(bool)
+    if mask.shape != (height, width):
+        raise LabelError(path, obj, f"a mask of shape {mask.shape}", expected=f"a {height}×{width} mask")
+    if not mask.any():
+        raise LabelError(path, obj, "an empty mask", expected="a mask with at least one pixel inside the image")
+    return mask
+
+
+def image_masks(im: LabelledImage, source: str) -> np.ndarray:
+    """Every object's mask of one image, bool [n, H, W] at the image's own size (errors name the object)."""
+    masks = [decode_mask(inst.segmentation, im.width, im.height, (Path(source), f"{im.path.name} object {k}"))
+             for k, inst in enumerate(im.instances)]  # fmt: skip
+    return np.stack(masks) if masks else np.zeros((0, im.height, im.width), dtype=bool)
+
+
+def resize_masks(masks: np.ndarray, size: tuple[int, int]) -> Tensor:
+    """bool [n, h, w] -> uint8 Tensor[n, H, W] (nearest neighbour)."""
+    t = torch.from_numpy(masks.astype(np.uint8))
+    if tuple(t.shape[-2:]) == tuple(size) or not len(t):
+        return t.reshape(-1, *size) if not len(t) else t
+    return F.interpolate(t[None].float(), size=size, mode="nearest")[0].to(torch.uint8)
+
+
+def decode_images(images: list[LabelledImage], size: tuple[int, int], source: str, skip_bad: bool,
+                  skipped: list[tuple[str, str]]) -> SegmentationImages:  # fmt: skip
+    """Decode and resize every image and mask once; boxes scaled to the new size. Bad ones raise or are skipped."""
+    pixels, targets, ids = [], [], []
+    for im in images:
+        try:
+            masks = image_masks(im, source)
+            pixels.append(load_image(im.path, 3, size))
+        except (LabelError, BadImageError) as e:
+            if not skip_bad:
+                raise
+            skipped.append((e.where if isinstance(e, LabelError) else e.path, e.reason))
+            continue
+        scale = torch.tensor([size[1] / im.width, size[0] / im.height] * 2, dtype=torch.float64)
+        boxes = torch.tensor([inst.box for inst in im.instances], dtype=torch.float64).reshape(-1, 4) * scale
+        targets.append({"boxes": boxes.float(), "labels": torch.tensor([i.label for i in im.instances]),
+                        "masks": resize_masks(masks, size)})  # fmt: skip
+        ids.append(str(im.path))
+    stacked = torch.stack(pixels) if pixels else torch.zeros(0, 3, *size, dtype=torch.uint8)
+    return SegmentationImages(stacked, targets, ids)
+
+
+def load_segmentation_data(cfg: DataConfig, seed: int = 0) -> DataSplits:
+    """Open ``cfg.name`` (COCO JSON with masks, or YOLO polygons) -> ``DataSplits`` of :class:`SegmentationImages`
+    at one size (``data.image_size``, else the images' own shared size, else 128×128)."""
+    if not Path(cfg.name).exists():
+        raise CnnkitError(
+            f"expected a dataset with instance masks (a COCO .json or folder with polygon/RLE segmentation), found"
+            f" nothing at {cfg.name!r}; make one with `cnnkit data synth --format coco --objects-per-image 1..4`"
+        )
+    found = open_box_dataset(cfg.name, skip_bad=cfg.skip_bad)
+    splits = _splits(found.splits, cfg, seed)
+    size = scene_size(cfg, [im for items in splits.values() for im in items])
+    skipped = list(found.skipped)
+    data = {s: decode_images(items, size, found.source, cfg.skip_bad, skipped) for s, items in splits.items()}
+    if len(data["train"]) == 0:
+        raise CnnkitError(f"expected images with masks for training in {found.source!r}, found none")
+    hflip = cfg.hflip if cfg.hflip is not None else (found.hflip if found.hflip is not None else True)
+    return DataSplits(**data, classes=found.classes, in_chans=3, image_size=size, source=found.source,
+                      skipped=skipped, hflip=hflip)  # fmt: skip
+
+
+class SegmentAugment:
+    """Mask-aware augmentation of a uint8 batch: mirror (when the data allows it) moves pixels, boxes and masks
+    together; colour jitter changes pixels only."""
+
+    def __init__(self, hflip: bool, jitter: float = 0.3) -> None:
+        import torchvision.transforms.v2 as v2
+
+        self.hflip, self.jitter = hflip, v2.ColorJitter(jitter, jitter, jitter, 0.02)
+
+    def __call__(self, x: Tensor, targets: list[Target]) -> tuple[Tensor, list[Target]]:
+        """x: uint8 Tensor[B, C, H, W] and B targets -> the same, augmented (new tensors; inputs untouched)."""
+        out_x, out_t, w = x.clone(), [], x.shape[-1]
+        for i, t in enumerate(targets):
+            img, t = self.jitter(x[i]), dict(t)
+            if self.hflip and torch.rand(()) < 0.5:
+                img, t["masks"] = img.flip(-1), t["masks"].flip(-1)
+                t["boxes"] = torch.stack([w - t["boxes"][:, 2], t["boxes"][:, 1], w - t["boxes"][:, 0],
+                                          t["boxes"][:, 3]], 1)  # fmt: skip
+            out_x[i] = img
+            out_t.append(t)
+        return out_x, out_t
