@@ -14,12 +14,16 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign
 
 from ..errors import CnnkitError
 from ..models import create_model, list_models
 
 KIND = "maskrcnn"
+BOX_HEAD = 256  # width of the two fully connected box layers (torchvision's default 1024 is for COCO's 80 classes)
+MASK_HEAD = 128  # channels of the four 3×3 mask convolutions (default 256)
 
 
 def parse_name(name: str) -> str:
@@ -62,7 +66,7 @@ class MaskRCNNModel(nn.Module):
     Args:
         backbone: a classifier from ``create_model`` (its ``forward_features`` gives the feature map).
         num_classes: object classes (torchvision's class 0 is the background; cnnkit's class k is its k + 1).
-        image_size: (H, W) of the stored images; torchvision resizes them to ``min_size`` (at least 128 pixels).
+        image_size: (H, W) of the stored images (torchvision's ``min_size`` is their shorter side: no resizing).
     """
 
     kind = KIND
@@ -70,16 +74,20 @@ class MaskRCNNModel(nn.Module):
     def __init__(self, backbone: nn.Module, num_classes: int, image_size: tuple[int, int]) -> None:
         super().__init__()
         self.num_classes, self.default_input = num_classes, (3, *image_size)
-        side = max(128, min(image_size))  # small images are enlarged: a stride-4 map of 64 pixels is too coarse
+        side = min(image_size)
         features = Features(backbone, (side, side))
         base = max(4, round(side / 16))
         anchors = AnchorGenerator(sizes=((base, base * 2, base * 4, base * 8),), aspect_ratios=((0.5, 1.0, 2.0),))
+        c = features.out_channels
         self.net = MaskRCNN(
-            features, num_classes=num_classes + 1, min_size=side, max_size=max(side, max(image_size)),
-            image_mean=list(backbone.mean), image_std=list(backbone.std), rpn_anchor_generator=anchors,
+            features, min_size=side, max_size=max(side, max(image_size)), image_mean=list(backbone.mean),
+            image_std=list(backbone.std), rpn_anchor_generator=anchors,
             box_roi_pool=MultiScaleRoIAlign(["0"], 7, 2), mask_roi_pool=MultiScaleRoIAlign(["0"], 14, 2),
+            box_head=TwoMLPHead(c * 7 * 7, BOX_HEAD), box_predictor=FastRCNNPredictor(BOX_HEAD, num_classes + 1),
+            mask_head=MaskRCNNHeads(c, (MASK_HEAD,) * 4, 1),
+            mask_predictor=MaskRCNNPredictor(MASK_HEAD, MASK_HEAD, num_classes + 1),
             rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300, rpn_pre_nms_top_n_test=300,
-            rpn_post_nms_top_n_test=100, box_batch_size_per_image=128, box_detections_per_img=50,
+            rpn_post_nms_top_n_test=100, box_batch_size_per_image=64, box_detections_per_img=50,
         )  # fmt: skip
         self.mean, self.std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
         self.pretrained_cfg = getattr(backbone, "pretrained_cfg", None)
