@@ -112,7 +112,8 @@ class MaskRCNNModel(nn.Module):
                        ) -> tuple[list[dict[str, Tensor]], Tensor | None]:  # fmt: skip
         """Images Tensor[N, 3, H, W] in 0-1 -> (per image ``boxes`` [D, 4] xyxy pixels, ``scores`` [D], ``labels``
         [D] 0-based, ``masks`` [D, H, W] probabilities, with score ≥ ``conf``; the summed loss against
-        ``targets`` when given, else None). The loss is a training-mode pass with BatchNorm kept in eval mode."""
+        ``targets`` when given, else None). The loss is a training-mode pass with BatchNorm and dropout kept in
+        eval mode and a fixed random stream for the proposal sampling (the training stream is left as it was)."""
         was = self.training
         loss = None
         if targets is not None:
@@ -120,7 +121,10 @@ class MaskRCNNModel(nn.Module):
             for m in self.modules():
                 if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.Dropout)):
                     m.eval()
-            loss = sum(self(x, targets).values())
+            # the proposal sampling draws random numbers: a fixed stream, and the training stream left untouched
+            with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
+                torch.manual_seed(0)
+                loss = sum(self(x, targets).values())
         self.eval()
         self.net.roi_heads.score_thresh = conf
         out = self(x)

@@ -70,7 +70,7 @@ class Segment:
     def loss(self, output: dict[str, Tensor], targets: list[dict[str, Tensor]]) -> tuple[Tensor, dict[str, float]]:
         """The sum of Mask R-CNN's five losses; the parts, times the batch size, as statistics."""
         n = len(targets)
-        return sum(output.values()), {LOSS_PARTS.get(k, k): float(v) * n for k, v in output.items()}
+        return sum(output.values()), {LOSS_PARTS.get(k, k): float(v.detach()) * n for k, v in output.items()}
 
     def validate(self, model: nn.Module, dataset: Any, normalize: Normalize, dtype: Any) -> dict[str, float]:
         if not len(dataset):

@@ -130,3 +130,19 @@ def test_overlay_fills_each_mask_in_its_own_colour():
         rgb = [int(PALETTE[k][i : i + 2], 16) for i in (1, 3, 5)]
         assert out[:, y, x].tolist() == pytest.approx([v / 2 for v in rgb], abs=1)  # alpha 0.5 over black
     assert out[:, 5, 20].tolist() == [0, 0, 0]  # outside every mask and label: untouched
+
+
+def test_the_validation_loss_is_repeatable_and_leaves_the_training_random_stream_alone():
+    from cnnkit.segmentation.model import build_segmenter
+
+    torch.manual_seed(0)
+    model = build_segmenter("maskrcnn_smallcnn", 2, (32, 32)).train()
+    x = torch.rand(2, 3, 32, 32)
+    masks = torch.zeros(1, 32, 32, dtype=torch.uint8)
+    masks[0, 4:20, 6:18] = 1
+    targets = [{"boxes": torch.tensor([[6.0, 4, 18, 20]]), "labels": torch.tensor([1]), "masks": masks}] * 2
+    state = torch.get_rng_state()
+    (preds, first), (_, second) = model.evaluate_batch(x, targets), model.evaluate_batch(x, targets)
+    assert torch.equal(torch.get_rng_state(), state) and model.training
+    assert math.isfinite(float(first)) and float(first) == float(second)
+    assert set(preds[0]) == {"boxes", "scores", "labels", "masks"} and preds[0]["masks"].shape[1:] == (32, 32)
