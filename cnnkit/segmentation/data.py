@@ -53,52 +53,87 @@ class SegmentationImages(DetectionImages):
         return h.hexdigest()
 
 
-def decode_mask(seg: Any, width: int, height: int, where: tuple[Path, str]) -> np.ndarray:
+class MaskProblem(Exception):
+    """A bad mask, before it is located in its label file: ``reason`` (what was found) and ``expected``."""
+
+    def __init__(self, reason: str, expected: str) -> None:
+        super().__init__(reason)
+        self.reason, self.expected = reason, expected
+
+
+def decode_mask(seg: Any, width: int, height: int) -> np.ndarray:
     """A COCO segmentation (polygons ``[[x, y, …], …]`` in pixels, an RLE dict, or a bool mask) -> bool [H, W].
 
     Raises:
-        LabelError: no mask, a polygon point outside the image, an RLE of another size, or an empty mask.
+        MaskProblem: no mask, a polygon point outside the image, an RLE of another size, or an empty mask.
     """
     from pycocotools import mask as mask_utils
 
-    path, obj = where
     if seg is None:
-        raise LabelError(path, obj, "an object without a mask", expected="a segmentation (polygons or RLE)")
+        raise MaskProblem("an object without a mask", "a segmentation (polygons or RLE)")
     if isinstance(seg, np.ndarray):
         mask = seg.astype(bool)
     elif isinstance(seg, list):
         polys = [np.asarray(p, dtype=np.float64) for p in seg]
         if not polys or any(p.ndim != 1 or len(p) < 6 or len(p) % 2 for p in polys):
-            raise LabelError(path, obj, "a polygon with fewer than 3 points", expected="polygons [[x1, y1, x2, y2, …]]")
+            raise MaskProblem("a polygon with fewer than 3 points", expected="polygons [[x1, y1, x2, y2, …]]")
         pts = np.concatenate([p.reshape(-1, 2) for p in polys])
         bad = (pts[:, 0] < -TOLERANCE) | (pts[:, 1] < -TOLERANCE) | (pts[:, 0] > width + TOLERANCE)
         bad |= pts[:, 1] > height + TOLERANCE
         if bad.any() or not np.isfinite(pts).all():
             x, y = pts[np.flatnonzero(bad | ~np.isfinite(pts).all(1))[0]]
-            raise LabelError(path, obj, f"polygon point ({x:g}, {y:g}) outside the {width}×{height} image",
+            raise MaskProblem(f"polygon point ({x:g}, {y:g}) outside the {width}×{height} image",
                              expected="a polygon inside the image")  # fmt: skip
         rles = mask_utils.frPyObjects([p.tolist() for p in polys], height, width)
         mask = mask_utils.decode(mask_utils.merge(rles)).astype(bool)
     else:
         size = list(seg.get("size") or [])
         if size != [height, width]:
-            raise LabelError(
-                path, obj, f"an RLE of size {size}", expected=f"an RLE of the image's size [{height}, {width}]"
-            )
+            raise MaskProblem(f"an RLE of size {size}", expected=f"an RLE of the image's size [{height}, {width}]")
         rle = seg if isinstance(seg["counts"], (str, bytes)) else mask_utils.frPyObjects(seg, height, width)
         mask = mask_utils.decode(rle).astype(bool)
     if mask.shape != (height, width):
-        raise LabelError(path, obj, f"a mask of shape {mask.shape}", expected=f"a {height}×{width} mask")
+        raise MaskProblem(f"a mask of shape {mask.shape}", expected=f"a {height}×{width} mask")
     if not mask.any():
-        raise LabelError(path, obj, "an empty mask", expected="a mask with at least one pixel inside the image")
+        raise MaskProblem("an empty mask", expected="a mask with at least one pixel inside the image")
     return mask
 
 
 def image_masks(im: LabelledImage, source: str) -> np.ndarray:
-    """Every object's mask of one image, bool [n, H, W] at the image's own size (errors name the object)."""
-    masks = [decode_mask(inst.segmentation, im.width, im.height, (Path(source), f"{im.path.name} object {k}"))
-             for k, inst in enumerate(im.instances)]  # fmt: skip
+    """Every object's mask of one image, bool [n, H, W] at the image's own size.
+
+    Raises:
+        LabelError: for a bad mask, naming the label file and the annotation (see :func:`locate`).
+    """
+    masks = []
+    for k, inst in enumerate(im.instances):
+        try:
+            masks.append(decode_mask(inst.segmentation, im.width, im.height))
+        except MaskProblem as e:
+            raise LabelError(*locate(source, im.path, k), e.reason, expected=e.expected) from None
     return np.stack(masks) if masks else np.zeros((0, im.height, im.width), dtype=bool)
+
+
+def locate(source: str, image: Path, k: int) -> tuple[Path, str]:
+    """(label file, entry) of the k-th object of ``image``: ``annotations[j]`` of the COCO file that lists the
+    image (crowd annotations are not objects), else (``source``, ``"<image name> object k"``)."""
+    import json
+
+    from ..data.labels import _coco_image_dirs, _coco_split_files
+
+    src = Path(source)
+    files = [src] if src.suffix == ".json" else list(_coco_split_files(src).values()) if src.is_dir() else []
+    for f in files:
+        doc = json.loads(f.read_text(encoding="utf-8"))
+        dirs, target = _coco_image_dirs(f), image.resolve()
+        ids = [img.get("id") for img in doc.get("images", [])
+               if any((d / str(img.get("file_name"))).resolve() == target for d in dirs)]  # fmt: skip
+        anns = [
+            j for j, a in enumerate(doc.get("annotations", [])) if a.get("image_id") in ids and not a.get("iscrowd")
+        ]
+        if len(ids) == 1 and k < len(anns):
+            return f, f"annotations[{anns[k]}] (object {k} of {image.name})"
+    return src, f"{image.name} object {k}"
 
 
 def resize_masks(masks: np.ndarray, size: tuple[int, int]) -> Tensor:

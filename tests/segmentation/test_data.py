@@ -85,7 +85,12 @@ def test_a_bad_mask_names_the_file_and_object_or_is_skipped(tmp_path, segmentati
     with pytest.raises(LabelError) as e:
         _load(path, *sets)
     message = str(e.value)
-    assert found in message and "a.png object 1" in message and str(path) in message and "\n" not in message
+    assert (
+        found in message
+        and "annotations[1] (object 1 of a.png)" in message
+        and str(path) in message
+        and "\n" not in message
+    )
     Image.fromarray(np.zeros((16, 20, 3), dtype=np.uint8)).save(tmp_path / "b.png")
     doc = json.loads(path.read_text())
     doc["images"].append({"id": 2, "file_name": "b.png", "width": 20, "height": 16})
@@ -93,7 +98,7 @@ def test_a_bad_mask_names_the_file_and_object_or_is_skipped(tmp_path, segmentati
     path.write_text(json.dumps(doc))
     data = _load(path, *sets, "data.skip_bad=true")
     assert [Path(i).name for i in data.train.ids] == ["b.png"]
-    assert any("a.png object 1" in where and found in why for where, why in data.skipped)
+    assert any(where == f"{path}:annotations[1] (object 1 of a.png)" and found in why for where, why in data.skipped)
 
 
 def test_mirroring_moves_masks_and_boxes_with_the_pixels():
@@ -107,3 +112,19 @@ def test_mirroring_moves_masks_and_boxes_with_the_pixels():
     assert seen == {(1.0, 2.0, 4.0, 5.0), (6.0, 2.0, 9.0, 5.0)}  # both outcomes occur in 40 draws
     for out_x, out_t in flipped:
         assert torch.equal(out_t[0]["masks"][0].bool(), out_x[0, 0] > 0)
+
+
+def test_a_bad_mask_in_a_split_folder_names_that_splits_annotation_file(seg_scenes, tmp_path):
+    import shutil
+
+    root = shutil.copytree(seg_scenes, tmp_path / "scenes")
+    path = root / "annotations" / "instances_val.json"
+    doc = json.loads(path.read_text())
+    j = len(doc["annotations"]) - 1  # the last object of the last image with objects
+    doc["annotations"][j]["segmentation"] = {"size": [48, 48], "counts": _rle(np.zeros((48, 48), bool))["counts"]}
+    path.write_text(json.dumps(doc))
+    name = next(i["file_name"] for i in doc["images"] if i["id"] == doc["annotations"][j]["image_id"])
+    k = sum(a["image_id"] == doc["annotations"][j]["image_id"] for a in doc["annotations"][:j])
+    with pytest.raises(LabelError, match="an empty mask") as e:
+        _load(root)
+    assert f"{path}:annotations[{j}] (object {k} of {Path(name).name})" in str(e.value)
