@@ -146,3 +146,19 @@ def test_the_validation_loss_is_repeatable_and_leaves_the_training_random_stream
     assert torch.equal(torch.get_rng_state(), state) and model.training
     assert math.isfinite(float(first)) and float(first) == float(second)
     assert set(preds[0]) == {"boxes", "scores", "labels", "masks"} and preds[0]["masks"].shape[1:] == (32, 32)
+
+
+def test_another_zoo_backbone_trains_and_a_wrong_name_is_one_clear_line():
+    from cnnkit.errors import CnnkitError
+    from cnnkit.segmentation.model import build_segmenter
+
+    model = build_segmenter("maskrcnn_efficientnet_lite0", 2, (64, 64)).train()
+    masks = torch.zeros(1, 64, 64, dtype=torch.uint8)
+    masks[0, 8:40, 10:30] = 1
+    targets = [{"boxes": torch.tensor([[10.0, 8, 30, 40]]), "labels": torch.tensor([0]), "masks": masks}] * 2
+    losses = model(torch.rand(2, 3, 64, 64), targets)
+    assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
+    assert all(math.isfinite(float(v)) for v in losses.values())
+    with pytest.raises(CnnkitError, match=r"maskrcnn_<backbone>.*found 'yolo_smallcnn'") as e:
+        build_segmenter("yolo_smallcnn", 2, (64, 64))
+    assert "\n" not in str(e.value)
