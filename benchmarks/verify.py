@@ -2,8 +2,10 @@
 classes 0–6, then verify pairs and identify one-shot among classes 7–9, never seen in training.
 
 Prints ROC AUC, EER, TAR at FAR 1e-3 / 1e-2, pair accuracy (threshold from validation pairs), one-shot
-identification accuracy beside its chance level, the wall time and the CPU. Run alone (other PyTorch
-processes on the same cores slow it many times)::
+identification accuracy beside its chance level, the wall time and the CPU; and the baseline measured in the same
+run: the ROC AUC of the raw pixels (centred, L2-normalised) on the same test pairs, and the trained model's ratio
+to it (a trained embedding that does not beat its pixels has learned nothing that carries to new identities).
+Run alone (other PyTorch processes on the same cores slow it many times)::
 
     .venv/bin/python benchmarks/verify.py [--model resnet18] [--epochs 6]
 """
@@ -23,6 +25,23 @@ def cpu_name() -> str:
     return found.group(1) if found else "unknown CPU"
 
 
+def pixel_baseline_auc(run: Path) -> float:
+    """ROC AUC of the raw pixels (centred on the test images' mean, L2-normalised) on the pairs that
+    ``evaluate_run`` scores (the held-out identities' test split, the same seeded pairs)."""
+    import torch.nn.functional as F
+
+    from cnnkit.config import from_dict, load_yaml
+    from cnnkit.tasks.verify import PAIRS, Verify
+    from cnnkit.verification.pairs import best_threshold, pair_distances, sample_pairs, verification_metrics
+
+    test = Verify().load_data(from_dict(load_yaml(run / "config.yaml"))).test
+    x = test.images.float().flatten(1)
+    emb = F.normalize(x - x.mean(0), dim=1)
+    pairs = sample_pairs(test.labels, PAIRS, seed=1)
+    dist = pair_distances(emb, pairs)
+    return verification_metrics(dist, pairs.same, best_threshold(dist, pairs.same))["auc"]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="smallcnn")
@@ -40,10 +59,12 @@ def main() -> None:
             "--batch-size", str(a.batch_size), "--out", str(out), "--quiet"]  # fmt: skip
     assert cnnkit_main(args) == 0
     train_s = time.perf_counter() - t0
-    [(_, text)] = evaluate_runs([str(out)])
+    [(m, text)] = evaluate_runs([str(out)])
     report(out)
     total_s = time.perf_counter() - t0
     print(text)
+    base = pixel_baseline_auc(out)
+    print(f"baseline (raw pixels, centred + L2) ROC AUC {base:.4f}; trained / pixels {m['auc'] / base:.3f}")
     print(
         f"model {a.model}, {a.epochs} epochs: training {train_s:.0f} s, with evaluation {total_s:.0f} s on {cpu_name()}"
     )
