@@ -39,20 +39,22 @@ class YOLO(nn.Module):
         width: channels of the neck.
     """
 
-    def __init__(self, backbone: nn.Module, anchors: Tensor, width: int = 128) -> None:
+    def __init__(self, backbone: nn.Module, anchors: Tensor, width: int = 128, depth: int = 1) -> None:
         super().__init__()
-        self.backbone = backbone
         c, h, w = backbone.default_input
+        self.tap = tap_name(backbone, TARGET_STRIDE)
+        self.backbone = Tapped(backbone, self.tap)
         with torch.no_grad():
-            feats = backbone.eval().forward_features(torch.zeros(1, c, h, w, device=_device(backbone)))
-        backbone.train()
+            feats = self.backbone.eval()(torch.zeros(1, c, h, w, device=_device(backbone)))
+        self.backbone.train()
         if feats.ndim != 4:
             raise ValueError(f"expected a backbone with a spatial feature map, found {tuple(feats.shape)}")
         stride, chans, neck = h // feats.shape[-2], feats.shape[1], []
         while stride < TARGET_STRIDE and feats.shape[-2] // 2 >= 2:
             neck.append(conv_bn_act(chans, width, stride=2, act=nn.LeakyReLU))
             chans, stride, feats = width, stride * 2, feats[..., ::2, ::2]
-        self.neck = nn.Sequential(*neck, conv_bn_act(chans, width, act=nn.LeakyReLU))
+        neck += [conv_bn_act(chans if i == 0 else width, width, act=nn.LeakyReLU) for i in range(depth)]
+        self.neck = nn.Sequential(*neck)
         self.num_classes, self.num_anchors, self.stride = backbone.num_classes, len(anchors), stride
         self.grid = (-(-h // stride), -(-w // stride))
         self.head = nn.Conv2d(width, self.num_anchors * (5 + self.num_classes), 1)
@@ -71,11 +73,11 @@ class YOLO(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x: Tensor[N, C, H, W] -> raw predictions Tensor[N, B·(5+C), S, S] (decode with :meth:`detect`)."""
-        return self.head(self.neck(self.backbone.forward_features(x)))
+        return self.head(self.neck(self.backbone(x)))
 
     def group_matcher(self) -> dict[str, list[str]]:
         """The backbone's groups; the neck and the YOLO head train with (replace) the class head."""
-        groups = {g: [f"backbone.{p}" for p in ps] for g, ps in self.backbone.group_matcher().items()}
+        groups = {g: [f"backbone.model.{p}" for p in ps] for g, ps in self.backbone.model.group_matcher().items()}
         groups["head"] = [*groups.get("head", []), "neck", "head"]
         return groups
 
@@ -83,8 +85,65 @@ class YOLO(nn.Module):
         """The grid, the anchors and the output shape, as the notes write them."""
         (sh, sw), b, k = self.grid, self.num_anchors, self.num_classes
         anchors = ", ".join(f"{w:.0f}×{h:.0f}" for w, h in self.anchors.tolist())
-        return (f"YOLO grid {sh}×{sw} cells of {self.stride} px, B={b} anchors (w×h px: {anchors}), C={k}:"
+        tap = f" (backbone cut after {self.tap})" if self.tap else ""
+        return (f"YOLO{tap} grid {sh}×{sw} cells of {self.stride} px, B={b} anchors (w×h px: {anchors}), C={k}:"
                 f" output {sh}×{sw}×{b}·(5+{k}) = {sh}×{sw}×{b * (5 + k)}")  # fmt: skip
+
+
+class _Stop(Exception):
+    """Raised by the hook of :class:`Tapped` to end ``forward_features`` early, carrying the map."""
+
+    def __init__(self, out: Tensor) -> None:
+        super().__init__()
+        self.out = out
+
+
+class Tapped(nn.Module):
+    """A contract ``model``'s ``forward_features``, ended after the module named ``tap`` (whose output it returns,
+    Tensor[N, F, h, w]); the whole of ``forward_features`` when ``tap`` is None. The layers after the tap are kept
+    (their weights load) but never run."""
+
+    def __init__(self, model: nn.Module, tap: str | None) -> None:
+        super().__init__()
+        self.model, self.tap = model, tap
+        if tap is not None:
+            model.get_submodule(tap).register_forward_hook(_raise_output)
+
+    def forward(self, x: Tensor) -> Tensor:
+        try:
+            out = self.model.forward_features(x)
+        except _Stop as stop:
+            return stop.out
+        if self.tap is not None:
+            raise RuntimeError(f"expected forward_features to run {self.tap}, it did not")
+        return out
+
+
+def _raise_output(module: nn.Module, args: tuple, out: Tensor) -> None:
+    raise _Stop(out)
+
+
+@torch.no_grad()
+def tap_name(backbone: nn.Module, target: int) -> str | None:
+    """Where to cut a backbone whose final map is coarser than ``target`` pixels per cell: the last module of the
+    deepest ``group_matcher`` group (stem, stages) whose output is still that fine; None to keep it whole."""
+    c, h, w = backbone.default_input
+    seen: list[tuple[str, int]] = []
+    groups = [ps for g, ps in backbone.group_matcher().items() if g != "head" and ps]
+    hooks = [backbone.get_submodule(ps[-1]).register_forward_hook(
+        lambda m, i, o, name=ps[-1]: seen.append((name, o.shape[-2])) if torch.is_tensor(o) and o.ndim == 4 else None)
+        for ps in groups]  # fmt: skip
+    was = backbone.training
+    try:
+        final = backbone.eval().forward_features(torch.zeros(1, c, h, w, device=_device(backbone)))
+    finally:
+        backbone.train(was)
+        for hook in hooks:
+            hook.remove()
+    if final.ndim != 4 or h // final.shape[-2] <= target:
+        return None
+    fine = [name for name, rows in seen if h // rows <= target]
+    return fine[-1] if fine else None
 
 
 def _device(m: nn.Module) -> torch.device:

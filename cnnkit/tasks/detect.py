@@ -2,8 +2,9 @@
 
 Detectors are named ``<kind>_<backbone>`` (:mod:`cnnkit.detection.build`): ``yolo_<backbone>`` is the notes' YOLO
 (v2 style: S×S grid, anchors from k-means on the training boxes, objectness, class and box offsets per anchor,
-confidence threshold and NMS). The names ``fasterrcnn_``, ``retinanet_``, ``ssdlite_`` and ``fcos_<backbone>``
-are reserved for torchvision's detectors on a zoo backbone, not built yet (they raise one clear error).
+confidence threshold and NMS); ``fasterrcnn_``, ``retinanet_``, ``ssdlite_`` and ``fcos_<backbone>`` are
+torchvision's detectors on a zoo backbone (:mod:`cnnkit.detection.tv_detectors`), which return their own losses in
+training mode (:meth:`Detect.forward` passes them the targets).
 Data: any label format, any number of objects per image (none is a
 negative), boxes ``xyxy`` in pixels. Validation reports COCO mAP@0.5 (the monitor), mAP@[.5:.95] and the loss,
 through torchmetrics with the pycocotools backend.
@@ -25,6 +26,7 @@ from ..detection.build import build_detector, parse_name
 from ..detection.data import DetectAugment, load_detection_data
 from ..detection.metrics import mean_average_precision
 from ..errors import CnnkitError
+from ..models.pretrained import weights_table
 from ..runcard import RunCard
 from ..runtime import Normalize, autocast, batches
 
@@ -36,7 +38,7 @@ class Detect:
     """The detection task (see the module docstring); one instance per run."""
 
     name = "detect"
-    default_model = "yolo_smallcnn"
+    default_model = "yolo_efficientnet_lite0"  # with its ImageNet weights (configs/tasks/detect.yaml)
     monitors: ClassVar[dict[str, int]] = {"val_map50": 1, "val_map": 1, "val_loss": -1}
     default_monitor = "val_map50"
     epoch_line: ClassVar[dict[str, str]] = {"train_loss": "loss", "train_box": "box loss", "val_map50": "val mAP@.5",
@@ -52,7 +54,7 @@ class Detect:
     def build_model(self, cfg: Config, data: DataSplits) -> nn.Module:
         kind, _ = parse_name(cfg.model.name)
         anchors = None
-        if kind == "yolo":
+        if kind != "fcos":  # YOLO's anchors; the anchor sides of Faster R-CNN, RetinaNet (SSDlite: unused)
             boxes = data.train.all_boxes()
             anchors, mean_iou = kmeans_anchors(boxes[:, 2:] - boxes[:, :2], NUM_ANCHORS, seed=cfg.train.seed)
             self.anchor_fields = {"anchors": [[round(v, 2) for v in a] for a in anchors.tolist()],
@@ -60,6 +62,11 @@ class Detect:
             shown = ", ".join(f"{w:.1f}×{h:.1f}" for w, h in anchors.tolist())
             print(f"anchors (k-means, 1 − IoU, on {len(boxes)} training boxes; w×h px): {shown};"
                   f" mean best IoU {mean_iou:.3f}")  # fmt: skip
+        if cfg.model.pretrained and cfg.model.weights is None and parse_name(cfg.model.name)[1] not in weights_table():
+            raise CnnkitError(
+                f"expected a backbone with published ImageNet weights for model.pretrained=true (the detect default),"
+                f" found {cfg.model.name!r}; add --set model.pretrained=false to train it from scratch"
+            )
         return build_detector(cfg.model.name, len(data.classes), data.image_size, anchors=anchors,
                               pretrained=cfg.model.pretrained, weights=cfg.model.weights)  # fmt: skip
 
@@ -95,8 +102,9 @@ class Detect:
         kind, backbone = parse_name(cfg.model.name)
         fields = {"detector": kind, "backbone": backbone, "box": "xyxy pixels", "hflip": data.hflip,
                   **self.anchor_fields}  # fmt: skip
+        fields |= {"stride": self.model.stride, "backbone_cut_after": self.model.tap}
         if kind == "yolo":
-            fields |= {"grid": list(self.model.grid), "stride": self.model.stride}
+            fields |= {"grid": list(self.model.grid)}
         return {"task_fields": fields}
 
     def report(self, run_dir: Path, **opts: Any) -> Path:

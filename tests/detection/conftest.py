@@ -22,6 +22,7 @@ def yolo_run(det_scenes, tmp_path_factory) -> Path:
     from cnnkit.cli import main
 
     out = tmp_path_factory.mktemp("det_runs") / "yolo"
-    args = ["train", "--task", "detect", "--data", str(det_scenes["yolo"]), "--epochs", "2", "--out", str(out)]
+    args = ["train", "--task", "detect", "--data", str(det_scenes["yolo"]), "--model", "yolo_smallcnn", "--set",
+            "model.pretrained=false", "--epochs", "2", "--out", str(out)]  # fmt: skip
     assert main([*args, "--quiet", "--batch-size", "8"]) == 0
     return out

@@ -109,6 +109,20 @@ def test_detector_names_and_the_output_shape_s_s_b_5_plus_c():
     assert {"neck", "head"} <= set(model.group_matcher()["head"])
 
 
-def test_a_torchvision_detector_kind_says_it_is_not_built_yet():
-    with pytest.raises(CnnkitError, match="not built yet"):
-        build_detector("fasterrcnn_smallcnn", 3, (64, 64))
+def test_a_backbone_coarser_than_8_px_is_cut_at_its_stride_8_stage():
+    model = build_detector("yolo_efficientnet_lite0", 3, (128, 128), anchors=ANCHORS).eval()
+    assert model.stride == 8 and model.grid == (16, 16) and model.tap is not None  # Lite0 ends at stride 32
+    assert model(torch.zeros(1, 3, 128, 128)).shape == (1, 2 * (5 + 3), 16, 16)
+    assert f"backbone cut after {model.tap}" in model.describe()
+
+
+def test_the_detect_default_starts_from_imagenet_weights_and_says_so_for_a_backbone_without_them(det_scenes):
+    from cnnkit.config import build_config
+    from cnnkit.tasks.detect import Detect
+
+    cfg = build_config(sets=[f"data.name={det_scenes['yolo']}"], task__name="detect")
+    assert cfg.model.name == "yolo_efficientnet_lite0" and cfg.model.pretrained
+    cfg.model.name = "yolo_smallcnn"
+    task = Detect()
+    with pytest.raises(CnnkitError, match="model.pretrained=false"):
+        task.build_model(cfg, task.load_data(cfg))
