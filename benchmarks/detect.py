@@ -9,7 +9,12 @@ it draws the detections (score ≥ 0.25) of the first detector on the first eigh
 
 Run it alone: another PyTorch process on the same cores slows it down many times over.
 
-    python benchmarks/detect.py [--models default fcos_efficientnet_lite0] [--out DIR] [--picture PNG]
+    python benchmarks/detect.py [--models default fcos_efficientnet_lite0] [--set optim.lr=0.0001] [--out DIR]
+                                [--picture PNG]
+
+torchvision's detectors need a lower learning rate than the YOLO recipe's AdamW 2e-3 (their heads start from
+weights of std 0.01, which such steps wipe out: FCOS's box regression, behind a ReLU, then predicts nothing):
+measured with ``--set optim.lr=0.0001``.
 """
 
 from __future__ import annotations
@@ -62,14 +67,14 @@ def picture(run: Path, scenes: Path, path: Path) -> Path:
     return save_png(image_grid(tiles, cols=4), path)
 
 
-def run(out: Path, models: list[str], picture_path: Path | None) -> None:
+def run(out: Path, models: list[str], picture_path: Path | None, sets: list[str]) -> None:
     print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; load average (1, 5, 15 min) at the start: {load()}")
     synth_s = timed("data", "synth", "--objects", "digits", "--objects-per-image", "1..6", "--size", "128",
                     "--out", str(out / "scenes"), "--quiet")  # fmt: skip
     rows = []
     for name in models:
         run_dir = out / name
-        model = [] if name == "default" else ["--model", name]
+        model = [] if name == "default" else ["--model", name, *(a for kv in sets for a in ("--set", kv))]
         train_s = timed("train", "--task", "detect", "--data", str(out / "scenes" / "data.yaml"), *model, "--out",
                         str(run_dir), "--quiet")  # fmt: skip
         eval_s = timed("evaluate", str(run_dir), "--split", "test", "--json", str(out / f"{name}.json"))
@@ -90,9 +95,11 @@ if __name__ == "__main__":
     p.add_argument("--models", nargs="+", default=["default"], help="detectors to train ('default': the task's)")
     p.add_argument("--out", help="keep the scenes and the runs here (default: a temporary folder)")
     p.add_argument("--picture", type=Path, help="draw the first detector's boxes on eight test scenes here (PNG)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config overrides for the detectors other than 'default' (e.g. optim.lr=0.0001)")  # fmt: skip
     args = p.parse_args()
     if args.out:
-        run(Path(args.out), args.models, args.picture)
+        run(Path(args.out), args.models, args.picture, args.set)
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            run(Path(tmp), args.models, args.picture)
+            run(Path(tmp), args.models, args.picture, args.set)

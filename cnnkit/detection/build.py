@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from ..errors import CnnkitError
 from ..models import create_model, list_models
+from .tv_detectors import TorchvisionDetector
 from .yolo import YOLO, detect, yolo_loss
 
 KINDS = ("yolo", "fasterrcnn", "retinanet", "ssdlite", "fcos")
@@ -36,7 +37,8 @@ def build_detector(name: str, num_classes: int, image_size: tuple[int, int], *, 
     """The detector ``name`` for ``num_classes`` classes on RGB images of ``image_size`` (H, W).
 
     Args:
-        anchors: YOLO's anchor sizes Tensor[B, 2] in pixels (from :func:`~cnnkit.detection.anchors.kmeans_anchors`).
+        anchors: anchor sizes Tensor[B, 2] in pixels (from :func:`~cnnkit.detection.anchors.kmeans_anchors`): YOLO's
+            anchors; the anchor-based torchvision kinds take their sides (√(w·h)) from them.
         pretrained, weights: the backbone's starting weights, as ``create_model`` takes them.
     """
     kind, backbone_name = parse_name(name)
@@ -47,10 +49,7 @@ def build_detector(name: str, num_classes: int, image_size: tuple[int, int], *, 
         if anchors is None:
             raise ValueError("expected anchors for a YOLO detector, found None")
         return YoloDetector(backbone, anchors)
-    raise CnnkitError(
-        f"expected a yolo_<backbone> detector, found {name!r}: torchvision's {kind} on a zoo backbone is not built"
-        " yet in cnnkit; use --model yolo_<backbone>"
-    )
+    return TorchvisionDetector(kind, backbone, num_classes, anchors)
 
 
 class YoloDetector(YOLO):
