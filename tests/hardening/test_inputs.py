@@ -255,10 +255,15 @@ def test_sizes_that_would_need_gigabytes_are_refused_before_allocating(cli, tmp_
 
 
 def peak_rss_mb(args: list[str]) -> tuple[int, float, str]:
-    """Run ``cnnkit ARGS`` in a fresh process -> (exit status, its peak resident memory in MB, stderr)."""
+    """Run ``cnnkit ARGS`` in a fresh process -> (exit status, its peak resident memory in MB, stderr).
+
+    The peak is the child's own ``VmHWM``: ``getrusage``'s ``ru_maxrss`` survives ``exec`` on Linux, so it would
+    report the (large) pytest process that started the child rather than the child itself.
+    """
     code = (
-        f"import resource, sys\nfrom cnnkit.cli import main\nrc = main({args!r})\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=sys.stderr)\nsys.exit(rc)"
+        f"import re, sys\nfrom cnnkit.cli import main\nrc = main({args!r})\n"
+        "hwm = re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1)\n"
+        "print(int(hwm) / 1024, file=sys.stderr)\nsys.exit(rc)"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     *lines, peak = res.stderr.strip().splitlines()
