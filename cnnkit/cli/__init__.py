@@ -31,6 +31,7 @@ STAGE_COMMANDS: tuple[str, ...] = (
     "cnnkit.cli.data",
     "cnnkit.cli.detect",
     "cnnkit.cli.verify",
+    "cnnkit.cli.faces",
     "cnnkit.cli.deploy",
     "cnnkit.cli.conv",
     "cnnkit.cli.explain",
