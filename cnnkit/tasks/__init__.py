@@ -21,9 +21,13 @@ if TYPE_CHECKING:  # `cnnkit train --help` reads TASKS without loading the confi
     from ..config import Config
     from ..runcard import RunCard
 
-TASKS = {"classify": "cnnkit.tasks.classify:Classify", "localize": "cnnkit.tasks.localize:Localize",
-         "detect": "cnnkit.tasks.detect:Detect", "segment": "cnnkit.tasks.segment:Segment",
-         "verify": "cnnkit.tasks.verify:Verify"}
+TASKS = {
+    "classify": "cnnkit.tasks.classify:Classify",
+    "localize": "cnnkit.tasks.localize:Localize",
+    "detect": "cnnkit.tasks.detect:Detect",
+    "segment": "cnnkit.tasks.segment:Segment",
+    "verify": "cnnkit.tasks.verify:Verify",
+}
 
 
 def get_task(name: str) -> Any:

@@ -13,8 +13,6 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_iou
 
-from ..config import from_dict, load_yaml
-from ..data.splits import check_split
 from ..detection.data import DetectionImages
 from ..detection.metrics import coco_ground_truth, coco_results, mean_average_precision
 from ..drawing import draw_boxes, image_grid
@@ -22,9 +20,10 @@ from ..engine.checkpoint import load_weights
 from ..errors import CnnkitError
 from ..evaluate.report import FILES, config_blocks, render_html, render_markdown, training_blocks
 from ..evaluate.tables import fmt, text_table
-from ..io import json_safe, save_figure, write_json, write_text
+from ..io import save_figure, write_json, write_text
 from ..predict import ImageLike, Predictor
 from ..runcard import model_path, read_card
+from .common import evaluate_each, run_split
 from .detect import Detect, predict_detections
 from .localize_eval import full_image, original_size, save_png
 
@@ -134,20 +133,10 @@ class DetEvaluation:
 def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", data_dir: str | None = None
                  ) -> DetEvaluation:  # fmt: skip
     """Detect on the ``split`` of the run's own data (checked against the run's record), or of ``data``."""
-    run = Path(run)
-    card = read_card(run)
-    cfg = from_dict(load_yaml(run / "config.yaml"))
-    if data:
-        cfg.data.name, cfg.data.image_size = data, card.input.height
-    splits = Detect().load_data(cfg)
-    if data is None:
-        check_split(card, run, splits, split)
-    if splits.classes != card.classes:
-        raise CnnkitError(f"expected the classes {card.classes[:5]}… of run {str(run)!r}, found {splits.classes[:5]}…")
+    card, splits, ds = run_split(Detect(), run, split, data)
     predictor = DetectPredictor.from_run(run)
-    ds = getattr(splits, split)
     return DetEvaluation(
-        run, split, splits.source, card.classes, ds, predict_detections(predictor.model, ds, predictor.normalize)
+        Path(run), split, splits.source, card.classes, ds, predict_detections(predictor.model, ds, predictor.normalize)
     )
 
 
@@ -182,12 +171,8 @@ def evaluate_command(
     gallery: str | None = None,
 ) -> list[tuple[dict[str, Any], str]]:
     """``cnnkit evaluate`` for detection runs, one at a time (no ensembles or TTA of boxes)."""
-    if ensemble or tta:
-        raise CnnkitError("expected no --ensemble or --tta for detect runs (they average class scores), found one")
-    if (predictions or gallery) and len(runs) > 1:
-        raise CnnkitError(f"expected one run with --predictions/--gallery, found {len(runs)}; evaluate one at a time")
-    results = []
-    for run in runs:
+
+    def one(run: str) -> tuple[dict[str, Any], list[str]]:
         ev = evaluate_run(run, data, split, data_dir)
         if not len(ev.data):
             raise CnnkitError(f"expected images in the {split} split of {ev.source!r}, found none")
@@ -198,9 +183,10 @@ def evaluate_command(
             lines.append(f"  predictions saved to {res} (COCO results), true boxes to {gt} (COCO annotations)")
         if gallery:
             lines.append(f"  worst images saved to {write_worst(ev, Path(gallery))}")
-        write_json(Path(run) / f"eval_{split}.json", json_safe(m))
-        results.append((m, "\n".join(lines)))
-    return results
+        return m, lines
+
+    opts = {"split": split, "ensemble": ensemble, "tta": tta, "many_files": bool(predictions or gallery)}
+    return evaluate_each("detect", runs, one, **opts)
 
 
 def image_errors(pred: dict[str, Tensor], target: dict[str, Tensor], conf: float = SHOW_CONF) -> int:
