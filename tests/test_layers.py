@@ -11,8 +11,8 @@ import cnnkit
 ROOT = Path(cnnkit.__file__).parent
 # lowest first; a module may import only from its own layer or those before it
 LAYERS = [
-    {"errors", "io"}, {"config", "runcard", "runtime", "drawing"}, {"conv"}, {"data"}, {"layers"}, {"models"},
-    {"engine"}, {"predict"}, {"evaluate"}, {"detection", "segmentation", "verification"}, {"tasks"},
+    {"errors", "io", "machine"}, {"config", "runcard", "runtime", "drawing"}, {"conv"}, {"data"}, {"layers"},
+    {"models"}, {"engine"}, {"predict"}, {"evaluate"}, {"detection", "segmentation", "verification"}, {"tasks"},
     {"transfer", "explain"}, {"deploy"},
     {"demo"}, {"cli", "__main__"},
 ]  # fmt: skip

@@ -20,6 +20,9 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import CnnkitError
+from ..machine import configure_threads
+
+configure_threads()  # before any command imports torch: passive OpenMP waits, threads = usable cores
 
 # Modules with ``add_commands(subparsers)``, in the order their commands appear in ``cnnkit --help``.
 STAGE_COMMANDS: tuple[str, ...] = (

@@ -10,6 +10,7 @@ test split is evaluated for the report after training and never chooses anything
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from datetime import datetime
@@ -406,6 +407,8 @@ class Trainer:
             "device": str(self.device), "processes": self.dist.world,
             "precision": str(self.dtype or torch.float32).replace("torch.", ""),
             "precision_reason": self.precision_reason,
+            "threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(OpenMP default)"),
             "num_train": len(self.data.train), "num_val": len(self.data.val), "num_test": len(self.data.test),
         })  # fmt: skip
 

@@ -1,0 +1,99 @@
+"""Thread contention: training throughput of one cnnkit process alone and of two side by side, per thread setting.
+
+Each worker is a fresh Python process that trains ``smallcnn`` on random 28×28 batches (batch 128, SGD) for a fixed
+wall time and prints its images/s. For every setting the script runs one worker alone, then two at once on the same
+cores, so the table shows what a user running two jobs (or a test suite beside a training) gets:
+
+- ``default``: PyTorch's own choice (one OpenMP thread per core; GNU OpenMP threads spin while they wait);
+- ``passive``: ``OMP_WAIT_POLICY=PASSIVE`` — idle OpenMP threads sleep instead of spinning;
+- ``spin 10k``/``spin 100k``: ``GOMP_SPINCOUNT`` — spin that many times, then sleep (GNU OpenMP's default is 300k);
+- ``cnnkit``: what ``cnnkit.machine.configure_threads`` sets (threads = cores this process may use, passive wait);
+- ``1 thread``: ``torch.set_num_threads(1)``.
+
+Usage: ``python benchmarks/thread_contention.py [--seconds 12]``. Time it alone on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from cnnkit.machine import cpu_name
+
+WORKER = r"""
+import os, sys, time
+setting = sys.argv[1]
+if setting == "cnnkit":
+    from cnnkit.machine import configure_threads
+    configure_threads()
+import torch
+import torch.nn.functional as F
+if setting == "1 thread":
+    torch.set_num_threads(1)
+from cnnkit.machine import cpu_name
+from cnnkit.models import create_model
+torch.manual_seed(0)
+model = create_model("smallcnn", num_classes=10, in_chans=1)
+opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+x, y = torch.randn(128, 1, 28, 28), torch.randint(0, 10, (128,))
+def step():
+    loss = F.cross_entropy(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+for _ in range(3):
+    step()
+seen, t0 = 0, time.perf_counter()
+while time.perf_counter() - t0 < float(sys.argv[2]):
+    step()
+    seen += len(y)
+print(seen / (time.perf_counter() - t0), torch.get_num_threads())
+"""
+
+SETTINGS: dict[str, dict[str, str]] = {
+    "default": {},
+    "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "spin 10k": {"GOMP_SPINCOUNT": "10000"},
+    "spin 100k": {"GOMP_SPINCOUNT": "100000"},
+    "cnnkit": {},
+    "1 thread": {},
+}
+
+
+def run(setting: str, copies: int, seconds: float) -> list[tuple[float, int]]:
+    """Start ``copies`` workers at once -> [(images/s, torch threads)] of each."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT")}
+    env.update(SETTINGS[setting])
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, setting, str(seconds)], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(copies)
+    ]
+    out = []
+    for p in procs:
+        rate, threads = p.communicate()[0].split()
+        out.append((float(rate), int(threads)))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=12.0)
+    p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    args = p.parse_args()
+    print(f"{cpu_name()}, {len(os.sched_getaffinity(0))} usable cores, load {os.getloadavg()[0]:.2f}")
+    print("| setting | threads | alone img/s | two at once, img/s each | two: total / alone |")
+    print("|---|---|---|---|---|")
+    for setting in args.settings:
+        [(alone, threads)] = run(setting, 1, args.seconds)
+        pair = run(setting, 2, args.seconds)
+        total = sum(r for r, _ in pair)
+        each = " + ".join(f"{r:.0f}" for r, _ in pair)
+        print(f"| {setting} | {threads} | {alone:.0f} | {each} | {total / alone:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
