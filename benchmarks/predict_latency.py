@@ -19,16 +19,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cnnkit.machine import cpu_name
 from cnnkit.models import create_model
 from cnnkit.predict import Predictor
 from cnnkit.runcard import InputSpec, RunCard
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def timed(fn, repeat: int) -> float:

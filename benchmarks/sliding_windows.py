@@ -32,14 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from cnnkit.detection.windows import fully_convolutional, window_crops
+from cnnkit.machine import cpu_name
 from cnnkit.models import create_model
-
-
-def cpu_name() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown CPU"
 
 
 def median_time(fn: Callable[[], Tensor], repeats: int) -> tuple[float, Tensor]:

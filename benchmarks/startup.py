@@ -15,7 +15,8 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+from cnnkit.machine import cpu_name
 
 COMMANDS = {
     "--version": ["--version"],
@@ -27,17 +28,10 @@ COMMANDS = {
         "1 1 1 0 0; 0 1 1 1 0; 0 0 1 1 1; 0 0 1 1 0; 0 1 1 0 0",
         "--kernel",
         "1 0 1; 0 1 0; 1 0 1",
-    ],  # fmt: skip
+    ],
     "import torch (for scale)": None,
 }
 GOALS = {"--version": 0.3, "--help": 0.3, "kernels": 2.0, "convolve --matrix (5×5 ⊗ 3×3)": 2.0}
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def wall(args: list[str] | None) -> float:

@@ -13,16 +13,11 @@ Run alone (other PyTorch processes on the same cores slow it many times)::
 from __future__ import annotations
 
 import argparse
-import re
 import tempfile
 import time
 from pathlib import Path
 
-
-def cpu_name() -> str:
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    found = re.search(r"model name\s*:\s*(.*)", text)
-    return found.group(1) if found else "unknown CPU"
+from cnnkit.machine import cpu_name
 
 
 def pixel_baseline_auc(run: Path) -> float:

@@ -7,7 +7,6 @@ library versions it measured."""
 from __future__ import annotations
 
 import io
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import CnnkitError
+from ..machine import cpu_name
 from .onnx_backend import BACKENDS, session
 
 DEFAULT_MODELS = ("mobilenet_v2", "efficientnet_lite0")
@@ -27,13 +27,7 @@ def machine() -> dict[str, Any]:
     """What the timings were measured on."""
     import onnxruntime
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__,
+    return {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "onnxruntime": onnxruntime.__version__}  # fmt: skip
 
 
