@@ -10,9 +10,9 @@ from pathlib import Path
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("faces", help="faces in photographs: detect (MTCNN boxes, scores, 5 landmarks)",
-                       description=__doc__)  # fmt: skip
+                       description=str(__doc__).replace("``", "`"))  # fmt: skip
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    d = actions.add_parser("detect", help="find the faces in photos", description=__doc__)
+    d = actions.add_parser("detect", help="find the faces in photos", description=str(__doc__).replace("``", "`"))
     d.add_argument("photos", nargs="+", metavar="PHOTO", help="image files")
     d.add_argument("--json", action="store_true", help="machine-readable output")
     d.add_argument("--out", metavar="DIR", help="write each photo with its faces drawn here (PNG)")

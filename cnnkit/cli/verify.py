@@ -16,7 +16,7 @@ USAGE = "cnnkit verify RUN A B | cnnkit verify enroll RUN --gallery DIR | cnnkit
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("verify", help="face verification with a verify run: compare two images, enrol, identify",
-                       usage=USAGE, description=__doc__)  # fmt: skip
+                       usage=USAGE, description=str(__doc__).replace("``", "`"))  # fmt: skip
     p.add_argument("words", nargs="+", metavar="ARG", help="RUN A B, or enroll RUN, or identify RUN IMAGE…")
     p.add_argument("--gallery", metavar="DIR", help="enroll: a folder per identity (one image each: one-shot)")
     p.add_argument("--top", type=int, default=3, help="identify: how many identities to list (default 3)")
