@@ -371,9 +371,10 @@ def _size(size: int | tuple[int, int]) -> tuple[int, int]:
 # --- writing ------------------------------------------------------------------------------------------------------
 
 
-def prepare_out(out: str | Path, overwrite: bool = False) -> Path:
-    """Make sure ``out`` can take a new dataset: new or empty; with ``overwrite``, the files a previous
-    :func:`write_scenes` wrote there (:data:`OUTPUT_LAYOUT`) are deleted, and nothing else.
+def prepare_out(out: str | Path, overwrite: bool = False, layout: Sequence[str] = OUTPUT_LAYOUT) -> Path:
+    """Make sure ``out`` can take a new dataset: new or empty; with ``overwrite``, the files a previous writer left
+    there (``layout``: by default what :func:`write_scenes` writes, :data:`OUTPUT_LAYOUT`) are deleted, and nothing
+    else.
 
     Raises:
         CnnkitError: when ``out`` holds files and ``overwrite`` is False.
@@ -387,7 +388,7 @@ def prepare_out(out: str | Path, overwrite: bool = False) -> Path:
         raise CnnkitError(
             f"expected a new or empty --out folder, found {shown} in {str(out)!r}; pick another folder or pass --force"
         )
-    for name in OUTPUT_LAYOUT if entries else ():
+    for name in layout if entries else ():
         p = out / name
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)
