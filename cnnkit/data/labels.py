@@ -158,15 +158,23 @@ def _check_box(
     return clipped
 
 
+ORIENTATION_TAG = 0x0112  # EXIF Orientation
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) from the file header, without decoding pixels.
+    """(width, height) as the image is displayed, from the file header, without decoding pixels.
+
+    A photo whose EXIF orientation turns it a quarter (orientations 5–8, as phones write them) is displayed, decoded
+    by cnnkit and labelled by annotation tools upright, so its width and height are the header's swapped.
 
     Raises:
         BadImageError: naming the file, when the header can't be read.
     """
     try:
         with Image.open(path) as im:
-            return im.size
+            width, height = im.size
+            turned = im.getexif().get(ORIENTATION_TAG, 1) in (5, 6, 7, 8)
+            return (height, width) if turned else (width, height)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise BadImageError(path, _reason(e)) from None
 

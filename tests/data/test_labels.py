@@ -137,6 +137,21 @@ def test_yolo_reads_pixels_names_and_empty_label_files(tmp_path, names):
     assert open_box_dataset(tmp_path).splits.keys() == ds.splits.keys()  # the folder holding data.yaml
 
 
+def test_a_phone_photo_turned_by_exif_is_labelled_upright(tmp_path):
+    """Stored 40 wide × 20 tall with orientation 6: shown (and decoded by cnnkit) 20 wide × 40 tall, which is how an
+    annotation tool shows it, so a YOLO box normalised to the upright photo lands on the upright pixels."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = tmp_path / "images/train/phone.jpg"
+    photo.parent.mkdir(parents=True)
+    Image.new("RGB", (40, 20), (90, 120, 150)).save(photo, exif=exif.tobytes())
+    write(tmp_path / "labels/train/phone.txt", "0 0.5 0.25 0.5 0.25\n")  # upright: x 5..15, y 5..15
+    write(tmp_path / "data.yaml", "path: .\ntrain: images/train\nnames: [cat]\n")
+    [item] = open_box_dataset(tmp_path / "data.yaml").splits["train"]
+    assert (item.width, item.height) == (20, 40)
+    assert boxes(item) == [(0, (5.0, 5.0, 15.0, 15.0))]
+
+
 def test_yolo_image_lists_polygons_root_and_hflip(tmp_path):
     root = tmp_path / "ds"
     png(root / "images/x.png", 20, 10)
