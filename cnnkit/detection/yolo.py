@@ -15,7 +15,7 @@ anchors. IoU, GIoU, conversions and NMS are ``torchvision.ops``.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -212,21 +212,78 @@ def yolo_loss(out: Tensor, targets: list[dict[str, Tensor]], anchors: Tensor, st
     return obj + cls + box_weight * box, {"objectness": obj.detach(), "class": cls.detach(), "box": box.detach()}
 
 
+MAX_DET = 100  # detections kept per image, best first
+CANDIDATES = 10  # (anchor, class) pairs per kept detection that NMS sees: the best 10·max_det scores
+
+
 @torch.no_grad()
 def detect(out: Tensor, anchors: Tensor, stride: int, image_size: tuple[int, int], conf: float = 0.001,
-           iou: float = 0.5, max_det: int = 100) -> list[dict[str, Tensor]]:  # fmt: skip
+           iou: float = 0.5, max_det: int = MAX_DET) -> list[dict[str, Tensor]]:  # fmt: skip
     """Raw output -> per image ``boxes`` Tensor[D, 4] xyxy pixels, ``scores`` Tensor[D], ``labels`` Tensor[D]:
-    every (anchor, class) whose score σ(t_o)·softmax(t_c) passes ``conf``, clipped to the image, class-wise NMS."""
+    every (anchor, class) whose score σ(t_o)·softmax(t_c) passes ``conf``, clipped to the image, class-wise NMS, the
+    ``max_det`` best."""
+    return split_detections(*detect_flat(out, anchors, stride, image_size, conf, iou, CANDIDATES * max_det), max_det)
+
+
+def detect_flat(out: Tensor, anchors: Tensor, stride: int, image_size: tuple[int, int], conf: float = 0.001,
+                iou: float = 0.5, candidates: int = CANDIDATES * MAX_DET
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    """Raw output Tensor[N, B·(5+C), S, S] -> the detections of every image in one flat list, as the ONNX export
+    returns them (traceable: no loop over images, ONNX's NonMaxSuppression).
+
+    Per image: the ``candidates`` best (anchor, class) scores σ(t_o)·softmax(t_c), those above ``conf``, boxes
+    clipped to the image, class-wise NMS at ``iou`` (no cap on the number kept: :func:`split_detections` caps).
+
+    Returns:
+        boxes Tensor[D, 4] xyxy pixels, scores Tensor[D], labels Tensor[D] int64 and counts Tensor[N] int64: image
+        i's detections are the ``counts[i]`` rows after those of images 0…i−1, best score first.
+    """
     d = decode(out, anchors, stride)
     n, k = out.shape[0], d.class_logits.shape[-1]
-    scores = (d.objectness.sigmoid()[..., None] * d.class_logits.softmax(-1)).reshape(n, -1, k)  # [N, SSB, C]
-    boxes = clip_boxes_to_image(d.boxes.reshape(n, -1, 4), image_size)
-    results = []
-    for i in range(n):
-        cell, label = (scores[i] > conf).nonzero(as_tuple=True)
-        s = scores[i][cell, label]
-        top = s.topk(min(len(s), 10 * max_det)).indices
-        cell, label, s = cell[top], label[top], s[top]
-        keep = batched_nms(boxes[i][cell], s, label, iou)[:max_det]
-        results.append({"boxes": boxes[i][cell[keep]], "scores": s[keep], "labels": label[keep]})
-    return results
+    scores = (d.objectness.sigmoid()[..., None] * d.class_logits.softmax(-1)).reshape(n, -1)  # [N, S·S·B·C]
+    boxes = clip_boxes_to_image(d.boxes.reshape(n, -1, 4), image_size)  # [N, S·S·B, 4]
+    top, index = scores.topk(min(candidates, scores.shape[1]), dim=1)  # [N, T], best first
+    cand = boxes.gather(1, (index // k)[..., None].expand(-1, -1, 4))  # [N, T, 4]
+    classes = torch.arange(k, device=out.device)
+    by_class = torch.where(classes[None, :, None] == (index % k)[:, None, :], top[:, None, :], 0.0)  # [N, C, T]
+    image, label, j = ClassNMS.apply(cand, by_class, iou, conf).unbind(1)
+    s = top[image, j]
+    order = (image.double() * 2 - s.double()).argsort()  # by image, then best score first (scores are in (0, 1])
+    image, label, j, s = image[order], label[order], j[order], s[order]
+    counts = (image[None, :] == torch.arange(n, device=out.device)[:, None]).sum(1)
+    return cand[image, j], s, label, counts
+
+
+class ClassNMS(torch.autograd.Function):
+    """Class-wise NMS of each image's candidates: boxes Tensor[N, T, 4] xyxy and scores Tensor[N, C, T] -> the kept
+    (image, class, candidate) Tensor[K, 3] int64, those whose score passes ``conf`` and that no better box of their
+    image and class overlaps by more than ``iou``. In PyTorch ``torchvision.ops.batched_nms`` per image; in ONNX
+    one NonMaxSuppression node, which loops over images and classes itself (no coordinate offsets, whose float
+    precision shrinks as images × classes grow)."""
+
+    @staticmethod
+    def forward(ctx: Any, boxes: Tensor, scores: Tensor, iou: float, conf: float) -> Tensor:
+        rows = []
+        for i in range(boxes.shape[0]):
+            s, label = scores[i].max(0)
+            cand = (s > conf).nonzero().squeeze(1)
+            keep = cand[batched_nms(boxes[i][cand], s[cand], label[cand], iou)]
+            rows.append(torch.stack([torch.full_like(keep, i), label[keep], keep], 1))
+        return torch.cat(rows) if rows else torch.zeros(0, 3, dtype=torch.long, device=boxes.device)
+
+    @staticmethod
+    def symbolic(g: Any, boxes: Any, scores: Any, iou: float, conf: float) -> Any:
+        def const(v: float | int, dtype: torch.dtype) -> Any:
+            return g.op("Constant", value_t=torch.tensor([v], dtype=dtype))
+
+        return g.op("NonMaxSuppression", boxes, scores, const(2**31 - 1, torch.long), const(iou, torch.float),
+                    const(conf, torch.float))  # fmt: skip
+
+
+def split_detections(boxes: Tensor, scores: Tensor, labels: Tensor, counts: Tensor, max_det: int = MAX_DET
+                     ) -> list[dict[str, Tensor]]:  # fmt: skip
+    """:func:`detect_flat`'s flat list (boxes [D, 4], scores [D], labels [D], counts [N]) -> per image ``boxes``
+    [D_i, 4], ``scores`` [D_i], ``labels`` [D_i], the ``max_det`` best."""
+    sizes = counts.tolist()
+    return [{"boxes": b[:max_det], "scores": s[:max_det], "labels": lab[:max_det]}
+            for b, s, lab in zip(boxes.split(sizes), scores.split(sizes), labels.split(sizes))]  # fmt: skip
