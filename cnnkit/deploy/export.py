@@ -8,7 +8,9 @@ them, and checks the file at a second size. It is opt-in because it is slow: Mob
 1 s for the TorchScript exporter, and EfficientNet-Lite0 (TensorFlow "same" padding computed in Python) had not
 finished after 6 minutes (a busy 2-core machine); the predictors resize every image to the card's size anyway.
 Every export is run in ONNX Runtime on real photographs (scikit-learn's sample images, or the caller's) and
-compared with PyTorch; the maximum difference is reported.
+compared with PyTorch; the maximum difference is reported. Outputs are compared elementwise unless the task's spec
+says how (detectors: each detection matched to its counterpart, boxes in pixels and scores; a different number of
+detections is an error of its own).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -49,12 +50,13 @@ class ExportResult:
     checked: int
     seconds: float
     fallback_reason: str = ""
+    compared: str = ""  # what the difference is over, when the spec says ("over 37 detections (…)")
 
     def describe(self) -> str:
         shape = "×".join(str(d) for d in self.input_shape)
         line = (f"wrote {self.path} ({self.path.stat().st_size / 1e6:.1f} MB, {self.exporter} exporter, input"
                 f" {shape}, {self.seconds:.1f} s); ONNX Runtime vs PyTorch on {self.checked} real images: max"
-                f" difference {self.max_diff:.2e}")  # fmt: skip
+                f" difference {self.max_diff:.2e}{' ' + self.compared if self.compared else ''}")  # fmt: skip
         return f"{line}\n  ({self.fallback_reason})" if self.fallback_reason else line
 
 
@@ -92,15 +94,15 @@ def export_onnx(
     proto, used, why = export_with_fallback(model, x, spec, exporter, dynamic_size)
     add_metadata(proto, predictor.card, spec, used)
     data = proto.SerializeToString()
-    diff = max_difference(data, model, x)
-    diff = max(diff, _check_other_size(data, model, x, predictor))
+    diff, compared = difference(data, model, x, spec)
+    diff = max(diff, _check_other_size(data, model, x, spec))
     if not diff <= tolerance:
         raise CnnkitError(
             f"expected ONNX Runtime to match PyTorch within {tolerance:g}, found a difference of {diff:.3g}; the"
             f" {used} exporter changed the model's meaning, try --exporter {_other(used)}"
         )
     path = atomic_write(out, lambda tmp: Path(tmp).write_bytes(data))
-    return ExportResult(path, used, input_shape(proto), diff, len(x), time.perf_counter() - start, why)
+    return ExportResult(path, used, input_shape(proto), diff, len(x), time.perf_counter() - start, why, compared)
 
 
 def real_inputs(predictor: Any, images: Sequence[Any] | None = None) -> Tensor:
@@ -136,18 +138,22 @@ def export_with_fallback(
 
 
 def export_proto(model: nn.Module, x: Tensor, spec: ExportSpec, exporter: str, size: bool = False) -> Any:
-    """Export with one exporter -> onnx.ModelProto (batch dynamic; height and width too with ``size``, dynamo)."""
+    """Export with one exporter -> onnx.ModelProto (batch dynamic unless the model is ``batch_of_one``; height and
+    width too with ``size``, dynamo)."""
     import onnx
 
+    one = _batch_of_one(model)
+    x = x[:1] if one else x
     with _quiet():
         if exporter == "dynamo":
             d = torch.export.Dim
-            axes = {0: d("batch", min=1, max=4096), **({2: d.AUTO, 3: d.AUTO} if size else {})}
+            axes = ({} if one else {0: d("batch", min=1, max=4096)}) | ({2: d.AUTO, 3: d.AUTO} if size else {})
             prog = torch.onnx.export(model, (x,), dynamo=True, input_names=["image"], output_names=list(spec.outputs),
                                      dynamic_shapes=(axes,), optimize=True, verbose=False)  # fmt: skip
             return prog.model_proto
         buf = io.BytesIO()
-        axes = {"image": {0: "batch"}, **{o: {0: "batch", **spec.output_axes.get(o, {})} for o in spec.outputs}}
+        axes = {"image": {} if one else {0: "batch"}}
+        axes |= {o: {0: "batch", **spec.output_axes.get(o, {})} for o in spec.outputs}
         torch.onnx.export(model, (x,), buf, dynamo=False, input_names=["image"], output_names=list(spec.outputs),
                           dynamic_axes=axes, opset_version=TS_OPSET)  # fmt: skip
         return onnx.load_from_string(buf.getvalue())
@@ -166,19 +172,53 @@ def add_metadata(proto: Any, card: Any, spec: ExportSpec, exporter: str) -> None
     proto.producer_name = "cnnkit"
 
 
-def max_difference(onnx_bytes: bytes, model: nn.Module, x: Tensor) -> float:
-    """The largest |ONNX Runtime − PyTorch| over every output, for inputs ``x`` Tensor[N, C, H, W]."""
-    from .onnx_backend import session
+def difference(onnx_bytes: bytes, model: nn.Module, x: Tensor, spec: ExportSpec) -> tuple[float, str]:
+    """ONNX Runtime against PyTorch on inputs ``x`` Tensor[N, C, H, W]: (the largest difference, what it is over),
+    by the spec's ``compare`` or, by default, |ONNX Runtime − PyTorch| over every output."""
+    from .onnx_backend import run_session, session
 
-    sess = session(onnx_bytes, threads=1)
-    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    got = run_session(session(onnx_bytes, threads=1), x)
+    want = eager_outputs(model, x)
+    if spec.compare is not None:
+        return spec.compare(got, want)
+    return max_difference(got, want, spec.outputs), ""
+
+
+def max_difference(got: Sequence[Tensor], want: Sequence[Tensor], names: Sequence[str] = ()) -> float:
+    """The largest |got − want| over every output.
+
+    Raises:
+        CnnkitError: an output whose shape differs.
+    """
+    for k, (g, w) in enumerate(zip(got, want)):
+        if g.shape != w.shape:
+            name = names[k] if k < len(names) else str(k)
+            raise CnnkitError(
+                f"expected ONNX Runtime's output {name!r} to have PyTorch's shape {tuple(w.shape)}, found"
+                f" {tuple(g.shape)}; the exporter fixed a size the model computes, try the other --exporter"
+            )
+    return max((float((g.float() - w.float()).abs().max()) for g, w in zip(got, want) if w.numel()), default=0.0)
+
+
+def eager_outputs(model: nn.Module, x: Tensor) -> list[Tensor]:
+    """The model's outputs in PyTorch as a list of tensors; a ``batch_of_one`` model runs image by image, each output
+    concatenated along its axis 0 (as :func:`~cnnkit.deploy.onnx_backend.run_session` runs its file)."""
     with torch.no_grad():
-        want = model(x)
-    want = [want] if isinstance(want, Tensor) else list(want)
-    return max(float(np.abs(g - w.float().numpy()).max()) for g, w in zip(got, want))
+        if not _batch_of_one(model):
+            return _as_list(model(x))
+        runs = [_as_list(model(x[i : i + 1])) for i in range(len(x))]
+    return [torch.cat(parts) for parts in zip(*runs)]
 
 
-def _check_other_size(onnx_bytes: bytes, model: nn.Module, x: Tensor, predictor: Any) -> float:
+def _as_list(out: Tensor | Sequence[Tensor]) -> list[Tensor]:
+    return [out] if isinstance(out, Tensor) else list(out)
+
+
+def _batch_of_one(model: nn.Module) -> bool:
+    return bool(getattr(model, "batch_of_one", False))
+
+
+def _check_other_size(onnx_bytes: bytes, model: nn.Module, x: Tensor, spec: ExportSpec) -> float:
     """With dynamic height and width: the same check on the images resized to 7/8 of the size (0 otherwise)."""
     import onnx
 
@@ -186,7 +226,7 @@ def _check_other_size(onnx_bytes: bytes, model: nn.Module, x: Tensor, predictor:
     if not (dims[2].dim_param and dims[3].dim_param):
         return 0.0
     h, w = (max(8, s * 7 // 8) for s in x.shape[-2:])
-    return max_difference(onnx_bytes, model, nn.functional.interpolate(x, size=(h, w), mode="bilinear"))
+    return difference(onnx_bytes, model, nn.functional.interpolate(x, size=(h, w), mode="bilinear"), spec)[0]
 
 
 def input_shape(proto: Any) -> list[int | str]:

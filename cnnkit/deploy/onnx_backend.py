@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -44,18 +45,28 @@ def session(model: str | Path | bytes, threads: int | None = None) -> Any:
         raise CnnkitError(f"expected an ONNX model at {where}, found one ONNX Runtime can't load ({text})") from None
 
 
+def run_session(sess: Any, x: Tensor) -> list[Tensor]:
+    """Normalised images Tensor[B, C, H, W] through the session -> its outputs, as tensors. A file exported for one
+    image at a time (its batch axis is 1) runs image by image, each output concatenated along its axis 0."""
+    name = sess.get_inputs()[0].name
+    arr = x.detach().float().cpu().contiguous().numpy()
+    if sess.get_inputs()[0].shape[0] == 1 and len(arr) > 1:
+        runs = [sess.run(None, {name: arr[i : i + 1]}) for i in range(len(arr))]
+        return [torch.from_numpy(np.concatenate(parts)) for parts in zip(*runs)]
+    return [torch.from_numpy(o) for o in sess.run(None, {name: arr})]
+
+
 class OrtModule(nn.Module):
     """An ONNX Runtime session that looks like the task's model: normalised Tensor[B, C, H, W] in, the task's
-    output out (logits Tensor[B, K]; for localisation ``LocalizerOutput(logits, boxes)``)."""
+    output out (logits Tensor[B, K]; for localisation ``LocalizerOutput(logits, boxes)``; for detection per image
+    ``{"boxes", "scores", "labels"}``)."""
 
     def __init__(self, sess: Any, spec: ExportSpec) -> None:
         super().__init__()
         self.session, self.spec = sess, spec
-        self.input_name = sess.get_inputs()[0].name
 
     def forward(self, x: Tensor) -> Any:
-        outs = self.session.run(None, {self.input_name: x.detach().float().cpu().contiguous().numpy()})
-        return self.spec.to_output([torch.from_numpy(o) for o in outs])
+        return self.spec.to_output(run_session(self.session, x))
 
 
 def read_card_from_onnx(sess: Any, where: str) -> RunCard:

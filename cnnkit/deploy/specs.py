@@ -5,6 +5,10 @@ A task plugs in with one :class:`ExportSpec`: either an ``export_spec`` attribut
 module owns it) or one line in :data:`SPECS` here. Detectors whose post-processing has data-dependent shapes
 (torchvision's RPN, SSD and NMS) use ``exporter="torchscript"`` (``torch.onnx.export(dynamo=False)``), which
 exports them with their NMS; the default (dynamo) exporter fails there.
+
+A wrapper whose ``batch_of_one`` attribute is true is exported for one image at a time (torchvision's detectors loop
+over the images in Python, which tracing unrolls): the file's batch axis is 1 and ONNX Runtime runs a batch image by
+image, concatenating each output along its axis 0.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ class ExportSpec:
         wrapper: the model -> a module taking normalised Tensor[B, C, H, W] and returning a tensor or a tuple of
             tensors in ``outputs`` order (a detector that takes a list of images and returns a list of dicts);
             default: a NamedTuple output becomes a tuple.
+        compare: (ONNX Runtime's outputs, PyTorch's) -> (the largest difference, what was compared, e.g. "over 37
+            detections"); raises ``CnnkitError`` when they can't be compared (detections that differ in number).
+            Default: every output elementwise, shapes equal.
     """
 
     outputs: tuple[str, ...]
@@ -48,6 +55,7 @@ class ExportSpec:
     predictor: str = "cnnkit.predict:Predictor"
     to_output: Callable[[Sequence[Tensor]], Any] = lambda outs: outs[0]
     wrapper: Callable[[nn.Module], nn.Module] | None = None
+    compare: Callable[[Sequence[Tensor], Sequence[Tensor]], tuple[float, str]] | None = None
 
     def wrap(self, model: nn.Module) -> nn.Module:
         """The model as the exporter sees it: plain tensors out (a NamedTuple becomes a tuple)."""
