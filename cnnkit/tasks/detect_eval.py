@@ -72,13 +72,18 @@ class DetectPredictor(Predictor):
 
     @torch.no_grad()
     def detect(self, images: list[ImageLike], conf: float = SHOW_CONF, batch_size: int = 64) -> list[dict[str, Tensor]]:
-        """images -> per image ``boxes`` [D, 4] xyxy in the model's input pixels, ``scores`` [D], ``labels`` [D]."""
+        """images -> per image ``boxes`` [D, 4] xyxy in the model's input pixels, ``scores`` [D], ``labels`` [D].
+
+        An exported model (ONNX Runtime) holds every detection with score above the task's EVAL_CONF; ``conf``
+        keeps those above it, as PyTorch's detector does (a lower ``conf`` finds no more)."""
         x = torch.stack([self.to_tensor(im) for im in images])
         out = []
         for b in x.split(batch_size):
-            out += [
-                {k: v.cpu() for k, v in p.items()} for p in self.model.evaluate_batch(self.normalize(b), None, conf)[0]
-            ]
+            if hasattr(self.model, "evaluate_batch"):
+                found = self.model.evaluate_batch(self.normalize(b), None, conf)[0]
+            else:  # an OrtModule: the file's detections, thresholded here
+                found = [{k: v[p["scores"] > conf] for k, v in p.items()} for p in self.model(self.normalize(b))]
+            out += [{k: v.cpu() for k, v in p.items()} for p in found]
         return out
 
     def predict(self, images: Iterable[ImageLike], topk: int = 1, conf: float = SHOW_CONF) -> list[ImageDetections]:
