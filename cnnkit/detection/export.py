@@ -32,10 +32,10 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CnnkitError
-from .yolo import MAX_DET, detect_flat, split_detections
+from .yolo import MAX_DET, detect_flat
 
 OUTPUTS = ("boxes", "scores", "labels", "counts")
-TIE = 1e-5  # scores this close may fall either side of a cut (threshold, cap, tie) in the two backends
+TIE = 1e-5  # scores this close may fall either side of a cut (the threshold, the cap) in the two backends
 RADIUS = 1.0  # pixels: the farthest a box's counterpart may be (float noise is ~1e-5; another detection is farther)
 
 
@@ -73,18 +73,28 @@ def detection_graph(model: nn.Module, conf: float) -> nn.Module:
     return YoloGraph(model, conf) if model.kind == "yolo" else TorchvisionGraph(model, conf)
 
 
+def split_outputs(outs: Sequence[Tensor], names: Sequence[str] = OUTPUTS, cap: int | None = MAX_DET
+                  ) -> list[dict[str, Tensor]]:  # fmt: skip
+    """Flat outputs named ``names`` (``counts`` [N] among them; the others one row per detection) -> per image a
+    dict of the others, the ``cap`` best (all with None); ``labels`` as int64."""
+    named = dict(zip(names, outs))
+    sizes = named.pop("counts").long().tolist()
+    parts = {k: (v.long() if k == "labels" else v).split(sizes) for k, v in named.items()}
+    return [{k: p[i][:cap] for k, p in parts.items()} for i in range(len(sizes))]
+
+
 def to_detections(outs: Sequence[Tensor]) -> list[dict[str, Tensor]]:
     """ONNX Runtime's (boxes, scores, labels, counts) -> per image ``boxes`` [D, 4], ``scores`` [D], ``labels``
     [D], the 100 best: what a detector's ``evaluate_batch`` returns at the file's threshold."""
-    boxes, scores, labels, counts = outs
-    return split_detections(boxes, scores, labels.long(), counts.long(), MAX_DET)
+    return split_outputs(outs)
 
 
-def compare_detections(got: Sequence[Tensor], want: Sequence[Tensor], conf: float = 0.001, cap: int = MAX_DET
-                       ) -> tuple[float, str]:  # fmt: skip
+def compare_detections(got: Sequence[Tensor], want: Sequence[Tensor], conf: float = 0.001, cap: int = MAX_DET,
+                       names: Sequence[str] = OUTPUTS) -> tuple[float, str]:  # fmt: skip
     """ONNX Runtime's detections against PyTorch's, image by image: each PyTorch detection matched to the ONNX
-    Runtime one of the same class with the nearest box -> (the largest difference of a box coordinate in pixels
-    or of a score over the matched pairs, "over D detections …").
+    Runtime one of the same class with the nearest box -> (the largest difference of a box coordinate in pixels,
+    a score or any other output per detection (``names``, e.g. masks) over the matched pairs, "over D detections
+    …").
 
     A detection without a counterpart is borderline, and accepted, when scores equal to float precision (within
     :data:`TIE`) explain it: its score is at the threshold ``conf``, or the other backend's list is full (``cap``
@@ -96,7 +106,7 @@ def compare_detections(got: Sequence[Tensor], want: Sequence[Tensor], conf: floa
         CnnkitError: an image where the two find different detections (or a different number), not borderline.
     """
     diff, n, borderline = 0.0, 0, 0
-    for i, (g, w) in enumerate(zip(_per_image(got), _per_image(want))):
+    for i, (g, w) in enumerate(zip(split_outputs(got, names, None), split_outputs(want, names, None))):
         pairs = match_detections(w, g)
         left = _left_over(g, w, pairs)
         if not all(_borderline(d, k, other, conf, cap) for _, d, k, other in left):
@@ -104,13 +114,13 @@ def compare_detections(got: Sequence[Tensor], want: Sequence[Tensor], conf: floa
         borderline += len(left)
         if len(pairs):
             a, b = pairs[:, 0], pairs[:, 1]
-            diff = max(diff, float((w["boxes"][a] - g["boxes"][b]).abs().max()),
-                       float((w["scores"][a] - g["scores"][b]).abs().max()))  # fmt: skip
+            diff = max(diff, *(float((w[k][a].float() - g[k][b].float()).abs().max()) for k in w if k != "labels"))
         n += len(pairs)
     if not n:
         return diff, f"over 0 detections (none above {conf:g} on these images: nothing compared; pass --check IMAGE…)"
     note = f"; {borderline} borderline, in one backend only (scores at a cut)" if borderline else ""
-    return diff, f"over {n} detections (boxes in pixels, scores; each matched to its counterpart{note})"
+    what = ", ".join(["boxes in pixels", *(k for k in names if k not in ("boxes", "labels", "counts"))])
+    return diff, f"over {n} detections ({what}; each matched to its counterpart{note})"
 
 
 def match_detections(a: dict[str, Tensor], b: dict[str, Tensor]) -> Tensor:
@@ -119,7 +129,7 @@ def match_detections(a: dict[str, Tensor], b: dict[str, Tensor]) -> Tensor:
     ``a`` detection without one."""
     if not len(a["boxes"]) or not len(b["boxes"]):
         return torch.zeros(0, 2, dtype=torch.long)
-    cost = (a["boxes"][:, None, :] - b["boxes"][None, :, :]).abs().amax(-1)  # [Da, Db]
+    cost = (a["boxes"][:, None, :].float() - b["boxes"][None, :, :].float()).abs().amax(-1)  # [Da, Db]
     cost[(a["labels"][:, None] != b["labels"][None, :]) | (cost > RADIUS)] = torch.inf
     pairs: list[tuple[int, int]] = []
     for i in range(len(cost)):
@@ -128,11 +138,6 @@ def match_detections(a: dict[str, Tensor], b: dict[str, Tensor]) -> Tensor:
             pairs.append((i, j))
             cost[:, j] = torch.inf
     return torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
-
-
-def _per_image(outs: Sequence[Tensor]) -> list[dict[str, Tensor]]:
-    boxes, scores, labels, counts = outs
-    return split_detections(boxes.float(), scores.float(), labels.long(), counts.long(), max_det=len(scores))
 
 
 def _left_over(got: dict[str, Tensor], want: dict[str, Tensor], pairs: Tensor) -> list[tuple[str, dict, int, dict]]:
