@@ -24,6 +24,7 @@ from ..models import create_model, list_models
 KIND = "maskrcnn"
 BOX_HEAD = 256  # width of the two fully connected box layers (torchvision's default 1024 is for COCO's 80 classes)
 MASK_HEAD = 128  # channels of the four 3×3 mask convolutions (default 256)
+MAX_OBJECTS = 50  # objects kept per image, best first
 
 
 def parse_name(name: str) -> str:
@@ -87,7 +88,7 @@ class MaskRCNNModel(nn.Module):
             mask_head=MaskRCNNHeads(c, (MASK_HEAD,) * 4, 1),
             mask_predictor=MaskRCNNPredictor(MASK_HEAD, MASK_HEAD, num_classes + 1),
             rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300, rpn_pre_nms_top_n_test=300,
-            rpn_post_nms_top_n_test=100, box_batch_size_per_image=64, box_detections_per_img=50,
+            rpn_post_nms_top_n_test=100, box_batch_size_per_image=64, box_detections_per_img=MAX_OBJECTS,
         )  # fmt: skip
         self.mean, self.std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
         self.pretrained_cfg = getattr(backbone, "pretrained_cfg", None)

@@ -101,13 +101,18 @@ class SegmentPredictor(Predictor):
     @torch.no_grad()
     def segment(self, images: list[ImageLike], conf: float = SHOW_CONF) -> list[dict[str, Tensor]]:
         """images -> per image ``boxes`` [D, 4], ``scores`` [D], ``labels`` [D], ``masks`` [D, H, W] probabilities,
-        in the model's input pixels."""
+        in the model's input pixels.
+
+        An exported model (ONNX Runtime) holds every object with score above the task's EVAL_CONF; ``conf`` keeps
+        those above it, as PyTorch's Mask R-CNN does (a lower ``conf`` finds no more)."""
         x = torch.stack([self.to_tensor(im) for im in images])
         out = []
         for b in x.split(16):
-            out += [
-                {k: v.cpu() for k, v in p.items()} for p in self.model.evaluate_batch(self.normalize(b), None, conf)[0]
-            ]
+            if hasattr(self.model, "evaluate_batch"):
+                found = self.model.evaluate_batch(self.normalize(b), None, conf)[0]
+            else:  # an OrtModule: the file's objects, thresholded here
+                found = [{k: v[p["scores"] > conf] for k, v in p.items()} for p in self.model(self.normalize(b))]
+            out += [{k: v.cpu() for k, v in p.items()} for p in found]
         return out
 
     def predict(self, images: Iterable[ImageLike], topk: int = 1, conf: float = SHOW_CONF) -> list[ImageInstances]:

@@ -1,5 +1,6 @@
-"""ONNX export of detection runs with their decoding and NMS (YOLO, torchvision's FCOS): ONNX Runtime finds
-the detections PyTorch finds, through the Python API and ``cnnkit predict``, and says clearly when it does not."""
+"""ONNX export of detection runs with their decoding and NMS (YOLO, torchvision's FCOS) and of segmentation runs
+with their masks (Mask R-CNN): ONNX Runtime finds the objects PyTorch finds, through the Python API and ``cnnkit
+predict``, and the export check says clearly when it does not."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from cnnkit.detection.export import compare_detections
 from cnnkit.engine.checkpoint import save_weights
 from cnnkit.errors import CnnkitError
 from tests.detection.conftest import det_scenes, yolo_run  # noqa: F401 - shared fixtures
+from tests.segmentation.conftest import seg_run, seg_scenes  # noqa: F401
 
 BOX_ATOL = 1e-4  # pixels, after matching each detection to its counterpart
 SCORE_ATOL = 1e-5
+MASK_ATOL = 1e-4  # mask probabilities
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +74,15 @@ def scene_images(det_scenes, n: int = 8) -> list[Path]:  # noqa: F811
 
 def assert_same_detections(want: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> None:
     """Each of PyTorch's detections has one ONNX Runtime counterpart: the same class, its box within BOX_ATOL pixels,
-    its score within SCORE_ATOL; and there are no others."""
+    its score within SCORE_ATOL (its mask, if any, within MASK_ATOL); and there are no others."""
     assert len(got["scores"]) == len(want["scores"])
     used = set()
-    for box, score, label in zip(want["boxes"], want["scores"], want["labels"]):
+    for i, (box, score, label) in enumerate(zip(want["boxes"], want["scores"], want["labels"])):
         far = (got["boxes"] - box).abs().amax(1) + 1e9 * (got["labels"] != label)
         j = int(far.argmin())
         assert float(far[j]) <= BOX_ATOL and abs(float(got["scores"][j] - score)) <= SCORE_ATOL
+        if "masks" in want:
+            assert float((got["masks"][j] - want["masks"][i]).abs().max()) <= MASK_ATOL
         used.add(j)
     assert len(used) == len(want["scores"])
 
@@ -113,6 +118,27 @@ def test_detector_exports_with_its_nms_and_finds_pytorchs_detections(kind, reque
             assert np.allclose([o[key] for o in a["objects"]], [o[key] for o in b["objects"]], atol=atol)
             assert np.allclose([o[key] for o in b["objects"]], [o[key] for o in c["objects"]], atol=1e-7)
     assert any(a["objects"] for a in json.loads(eager_json))
+
+
+def test_a_mask_rcnn_run_exports_with_its_masks(seg_run, seg_scenes, dcli, tmp_path):  # noqa: F811
+    run = shutil.copytree(seg_run, tmp_path / "run", ignore=shutil.ignore_patterns("model.onnx"))  # not the shared one
+    code, text, err = dcli("export", run)
+    assert code == 0, err
+    assert "torchscript exporter" in text and "input 1×3×48×48" in text and "(boxes in pixels, scores, masks;" in text
+    diff = float(text.split("max difference ")[1].split()[0])
+    assert diff < 1e-4 and int(text.split(" over ")[1].split()[0]) > 0, text
+    images = sorted((seg_scenes / "images").rglob("*.png"))[:4]
+    eager, ort = load_predictor(run), load_onnx(run / "model.onnx")
+    want, got = eager.segment(images, 0.01), ort.segment(images, 0.01)  # a one-epoch Mask R-CNN scores low
+    assert sum(len(w["scores"]) for w in want) > 0
+    for w, g in zip(want, got):
+        assert_same_detections(w, g)
+    _, eager_json, _ = dcli("predict", run, *images, "--json")
+    code, ort_json, err = dcli("predict", run / "model.onnx", *images, "--json")
+    assert code == 0, err
+    for a, b in zip(json.loads(eager_json), json.loads(ort_json)):
+        assert [(o["label"], o["area"]) for o in a["objects"]] == [(o["label"], o["area"]) for o in b["objects"]]
+        assert np.allclose([o["box"] for o in a["objects"]], [o["box"] for o in b["objects"]], atol=0.05 + BOX_ATOL)
 
 
 def flat(boxes: list[list[float]], scores: list[float], labels: list[int], counts: list[int]) -> list[torch.Tensor]:
