@@ -115,6 +115,43 @@ def find_layer(model: nn.Module, name: str, shape: Sequence[int] | None = None) 
     return UnitLayer(name, field_of(out), tuple(out.shape[1:]), len(outs[name]), shape)
 
 
+def overview_layers(model: nn.Module, shape: Sequence[int] | None = None) -> list[UnitLayer]:
+    """An early and the last convolutional layer of ``model`` for inputs of ``shape`` (C, H, W): what a report shows.
+
+    The first and the last ``nn.Conv2d`` to run whose map is larger than 1×1 (any such layer when no conv has one;
+    an SE block's 1×1 convs on a pooled vector are not maps), each widened to its block: the largest enclosing
+    module that holds no other convolution and outputs the same map, so a conv–BN–ReLU block (``stem.0`` of
+    smallcnn) is shown after its ReLU. One layer when both are the same.
+
+    Raises:
+        CnnkitError: a model with no layer whose output is a spatial map larger than 1×1.
+    """
+    shape = tuple(shape or model.default_input)
+    outs, modules = _probe(model, shape), dict(model.named_modules())
+    spatial = [n for n, o in outs.items() if _is_spatial(o[-1]) and o[-1].shape[-2:].numel() > 1]
+    convs = [n for n in spatial if isinstance(modules[n], nn.Conv2d)] or spatial
+    if not convs:
+        raise CnnkitError(f"expected a layer with a spatial map (h×w > 1) in {type(model).__name__}, found none")
+
+    def block(name: str) -> str:
+        parent = name.rpartition(".")[0]
+        while parent in outs and _same_map(outs[parent], outs[name]) and _one_conv(modules[parent]):
+            name, parent = parent, parent.rpartition(".")[0]
+        return name
+
+    names = dict.fromkeys(block(n) for n in (convs[0], convs[-1]))
+    return [UnitLayer(n, field_of(outs[n][-1]), tuple(outs[n][-1].shape[1:]), len(outs[n]), shape) for n in names]
+
+
+def _same_map(outs: list[Tensor], inner: list[Tensor]) -> bool:
+    a, b = outs[-1], inner[-1]
+    return len(outs) == len(inner) and _is_spatial(a) and a.shape == b.shape and field_of(a) == field_of(b)
+
+
+def _one_conv(module: nn.Module) -> bool:
+    return sum(isinstance(m, nn.Conv2d) for m in module.modules()) == 1
+
+
 def _unknown(model: nn.Module, name: str, valid: list[str], show: int = 40) -> NoReturn:
     close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
@@ -393,6 +430,7 @@ def plot_units(layer: UnitLayer, views: Sequence[ChannelView], path: str | Path,
     axes = fig.subplots(rows, 2 * per_row, squeeze=False).ravel()
     for ax in axes:
         ax.set_axis_off()
+        ax.set(xticks=[], yticks=[])  # not drawn either way; no tick artists to lay out makes the figure ~2x faster
     for n, v in enumerate(views):
         cols = math.ceil(math.sqrt(len(v.values)))
         left, right = axes[2 * n], axes[2 * n + 1]
@@ -412,13 +450,14 @@ def plot_units(layer: UnitLayer, views: Sequence[ChannelView], path: str | Path,
 
 
 # ---- a run's images ---------------------------------------------------------------------------------------------
-def run_images(run_dir: str | Path, split: str = "val", data: str | None = None) -> Tensor:
+def run_images(run_dir: str | Path, split: str = "val", data: str | None = None, data_dir: str | None = None) -> Tensor:
     """The images of a run's data split, at the run's input size: uint8 Tensor[N, C, H, W].
 
     Args:
         run_dir: a directory written by ``cnnkit train`` (its ``config.yaml`` names the data and the split seed).
         split: ``train``, ``val`` or ``test``.
         data: another dataset (a name or a folder) instead of the run's.
+        data_dir: where named datasets are looked for, instead of the run's ``data.data_dir``.
     """
     from ..config import from_dict, load_yaml
     from ..data import load_data
@@ -431,7 +470,7 @@ def run_images(run_dir: str | Path, split: str = "val", data: str | None = None)
     if not (run_dir / "config.yaml").is_file():
         raise CnnkitError(f"expected a run directory with config.yaml, found {str(run_dir)!r}; pass a training run")
     cfg = from_dict(load_yaml(run_dir / "config.yaml"))
-    data_cfg = replace(cfg.data, name=data) if data else cfg.data
+    data_cfg = replace(cfg.data, name=data or cfg.data.name, data_dir=data_dir or cfg.data.data_dir)
     ds = getattr(load_data(data_cfg, seed=cfg.train.seed, image_size=(inp.height, inp.width)), split)
     images = ds.images if hasattr(ds, "images") else torch.stack([ds[i][0] for i in range(len(ds))])
     if len(images) == 0:
