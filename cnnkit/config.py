@@ -88,6 +88,7 @@ class TrainConfig:
     save_every_steps: int | None = None  # also checkpoint inside epochs (exact mid-epoch resume)
     tensorboard: bool = True  # write TensorBoard events when the tensorboard package is installed
     report: bool = True  # write report.html / report.md (test-split metrics, plots) when training ends
+    report_units: bool = True  # classify: that report shows what an early and the last conv layer learned (1-2 s)
     out: str | None = None  # run directory (default runs/<model>-<data>-<time>)
     head_epochs: int = 0  # pretrained runs: first train only the head (body frozen) this many epochs, then all
 

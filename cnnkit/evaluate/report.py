@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import html
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,12 @@ Block = tuple[str, Any]  # ("h2", text) | ("p", text) | ("table", Table) | ("img
 
 
 def write_report(
-    run_dir: str | Path, *, data: str | None = None, split: str = "test", data_dir: str | None = None
+    run_dir: str | Path,
+    *,
+    data: str | None = None,
+    split: str = "test",
+    data_dir: str | None = None,
+    extra: Sequence[Block] = (),
 ) -> Path:
     """Evaluate the run on ``split`` and write ``report.html``, ``report.md`` and their PNGs into ``run_dir``.
 
@@ -33,6 +39,8 @@ def write_report(
         run_dir: a run directory written by ``cnnkit train`` (needs model.json and weights; history.csv,
             config.yaml and metrics.json are used when present).
         data, split, data_dir: what to evaluate on, as for ``cnnkit evaluate`` (default: the run's test split).
+        extra: blocks of sections made by higher layers (their images under ``FILES``), placed before the
+            configuration.
 
     Returns:
         The path of ``report.html`` (``report.md`` is next to it).
@@ -46,7 +54,7 @@ def write_report(
         blocks += _evaluation(run_dir, m)
     else:
         blocks.append(("p", f"The {split} split of {m['data']} has no images: nothing to evaluate."))
-    blocks += config_blocks(run_dir)
+    blocks += [*extra, *config_blocks(run_dir)]
     write_text(run_dir / "report.md", render_markdown(blocks))
     return write_text(run_dir / "report.html", render_html(blocks, f"cnnkit report: {run_dir.name}"))
 

@@ -11,6 +11,7 @@ from the run. See ``docs/architecture.md``.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,27 +30,44 @@ TASKS = {
     "verify": "cnnkit.tasks.verify:Verify",
 }
 
+# An extra report section: (run_dir, **report options) -> report blocks (cnnkit.evaluate.report.Block); it writes
+# its images under the report's files folder and never raises. Higher layers make them (the layer figures of
+# cnnkit.explain.units_report) and the commands hand them in, so no task imports those layers.
+ReportSection = Callable[..., list[tuple[str, Any]]]
 
-def get_task(name: str) -> Any:
-    """A fresh instance of the task ``name`` (tasks hold a run's loss and augmentation, so one per run)."""
+
+def get_task(name: str, report_sections: Sequence[ReportSection] = ()) -> Any:
+    """A fresh instance of the task ``name`` (tasks hold a run's loss and augmentation, so one per run).
+
+    ``report_sections`` are added to its report where the task's report takes them (classify); others ignore them.
+    """
     if name not in TASKS:
         raise CnnkitError(f"expected a task among {', '.join(TASKS)}, found {name!r}")
     module, _, cls = TASKS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)()
+    task = getattr(importlib.import_module(module), cls)()
+    if report_sections and hasattr(task, "report_sections"):
+        task.report_sections = tuple(report_sections)
+    return task
 
 
-def train(cfg: Config, log=print, progress: bool | None = None) -> Path:
-    """Train a new run of ``cfg.task.name``; returns its run directory."""
+def train(cfg: Config, log=print, progress: bool | None = None, report_sections: Sequence[ReportSection] = ()) -> Path:
+    """Train a new run of ``cfg.task.name``; returns its run directory. ``report_sections``: see :func:`get_task`."""
     from ..engine import train as engine_train
 
-    return engine_train(cfg, get_task(cfg.task.name), log, progress)
+    return engine_train(cfg, get_task(cfg.task.name, report_sections), log, progress)
 
 
-def resume(run_dir: str | Path, log=print, progress: bool | None = None, epochs: int | None = None) -> Path:
+def resume(
+    run_dir: str | Path,
+    log=print,
+    progress: bool | None = None,
+    epochs: int | None = None,
+    report_sections: Sequence[ReportSection] = (),
+) -> Path:
     """Continue an interrupted run with its own task and config (``epochs``: extend it to that many in all)."""
     from ..engine import resume as engine_resume
 
-    return engine_resume(run_dir, get_task(read_card(run_dir).task), log, progress, epochs)
+    return engine_resume(run_dir, get_task(read_card(run_dir).task, report_sections), log, progress, epochs)
 
 
 def load(run_dir: str | Path, device: str = "cpu") -> Any:
@@ -70,9 +88,10 @@ def evaluate_runs(runs: list[str], **opts: Any) -> list[tuple[dict[str, Any], st
     return get_task(tasks.pop()).evaluate(list(runs), opts)
 
 
-def report(run_dir: str | Path, **opts: Any) -> Path:
-    """Write the run's report (``report.html`` and ``report.md``) as its task builds it; returns the HTML path."""
-    return get_task(read_card(run_dir).task).report(Path(run_dir), **opts)
+def report(run_dir: str | Path, report_sections: Sequence[ReportSection] = (), **opts: Any) -> Path:
+    """Write the run's report (``report.html`` and ``report.md``) as its task builds it; returns the HTML path.
+    ``report_sections``: see :func:`get_task`."""
+    return get_task(read_card(run_dir).task, report_sections).report(Path(run_dir), **opts)
 
 
 __all__ = ["TASKS", "build_from_card", "evaluate_runs", "get_task", "load", "report", "resume", "train"]

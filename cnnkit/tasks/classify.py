@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -53,6 +54,9 @@ class Classify:
     default_model = "smallcnn"
     monitors: ClassVar[dict[str, int]] = {"val_accuracy": 1, "val_macro_f1": 1, "val_loss": -1}
     default_monitor = "val_accuracy"
+    # extra report sections from higher layers (the commands hand in cnnkit.explain.units_report.units_section):
+    # (run_dir, **report options) -> blocks; set by cnnkit.tasks.get_task, dropped by train.report_units: false
+    report_sections: tuple[Callable[..., list[tuple[str, Any]]], ...] = ()
     epoch_line: ClassVar[dict[str, str]] = {"train_loss": "loss", "train_accuracy": "train acc",
                                             "val_accuracy": "val acc", "val_loss": "val loss"}  # fmt: skip
 
@@ -77,6 +81,8 @@ class Classify:
                                    aux_weight=cfg.model.aux_weight)  # fmt: skip
         self.augment = BatchAugment(preset(cfg.data.augment, data.image_size, cfg.data.name, data.hflip))
         self.mix = build_mix(len(data.classes), cfg.data.mixup, cfg.data.cutmix)
+        if not cfg.train.report_units:
+            self.report_sections = ()
 
     def prepare(self, x: Tensor, y: Tensor, normalize: Normalize) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """uint8 x Tensor[B, C, H, W], labels y Tensor[B] -> (normalised x, (target, labels)); the target is the
@@ -105,9 +111,12 @@ class Classify:
         return {"model_kwargs": model_kwargs(cfg), "task_fields": {"hflip": data.hflip}}
 
     def report(self, run_dir: Path, **opts: Any) -> Path:
+        """The report of :mod:`cnnkit.evaluate.report`, with the blocks of ``report_sections`` before its
+        configuration (each called as ``section(run_dir, **opts)``)."""
         from ..evaluate.report import write_report
 
-        return write_report(run_dir, **opts)
+        extra = [block for section in self.report_sections for block in section(run_dir, **opts)]
+        return write_report(run_dir, **opts, extra=extra)
 
     # ---- after training ---------------------------------------------------------------------------------------
     def build_from_card(self, card: RunCard, name: str) -> nn.Module:
