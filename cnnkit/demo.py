@@ -36,12 +36,13 @@ def save_samples(run_dir: Path, n: int = 6) -> list[tuple[Path, str]]:
 def run(out: str | None, epochs: int | None) -> int:
     from . import load
     from .evaluate.command import evaluate_run
+    from .explain.units_report import units_section
     from .tasks import train
 
     t0 = time.perf_counter()
     cfg = build_config(["demo"], train__out=out, train__epochs=epochs)
     print(f"training {cfg.model.name} on {cfg.data.name} for {cfg.train.epochs} epochs")
-    run_dir = train(cfg)
+    run_dir = train(cfg, report_sections=(units_section,))
     train_s = time.perf_counter() - t0
     m = evaluate_run(run_dir, split="test")
     print(

@@ -25,6 +25,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("report", help="write report.html and report.md (curves, confusion, per-class, gallery)")
     r.add_argument("run", help="run directory written by `cnnkit train`")
     _data_args(r)
+    r.add_argument("--no-units", action="store_true", help="leave out 'What the layers learned' (classification)")
     r.set_defaults(func=run_report)
 
 
@@ -52,8 +53,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from ..explain.units_report import units_section
     from ..tasks import report
 
-    path = report(args.run, data=args.data, split=args.split, data_dir=args.data_dir)
+    sections = () if args.no_units else (units_section,)
+    path = report(args.run, sections, data=args.data, split=args.split, data_dir=args.data_dir)
     print(f"report written to {path} and {path.with_suffix('.md')}")
     return 0

@@ -59,12 +59,14 @@ def refuse_with_resume(args: argparse.Namespace) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from ..config import build_config
+    from ..explain.units_report import units_section
     from ..tasks import resume, train
 
     progress = False if args.quiet else None
+    sections = (units_section,)  # the report after training shows what the layers learned (train.report_units)
     if args.resume:
         refuse_with_resume(args)
-        run_dir = resume(args.resume, progress=progress, epochs=args.epochs)
+        run_dir = resume(args.resume, progress=progress, epochs=args.epochs, report_sections=sections)
     else:
         cfg = build_config(
             args.config,
@@ -84,7 +86,7 @@ def run_train(args: argparse.Namespace) -> int:
             train__seed=args.seed,
             train__out=args.out,
         )
-        run_dir = train(cfg, progress=progress)
+        run_dir = train(cfg, progress=progress, report_sections=sections)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports
         print(f"run directory: {run_dir}")
     return 0

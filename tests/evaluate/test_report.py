@@ -10,7 +10,7 @@ from PIL import Image
 
 from cnnkit.evaluate.report import write_report
 
-PLOTS = ("curves.png", "confusion.png", "top_losses.png")
+PLOTS = ("curves.png", "confusion.png", "top_losses.png", "units_stem.0.png", "units_stage2.1.png")  # units: smallcnn
 
 
 def _linked_images(text: str, pattern: str) -> list[str]:
