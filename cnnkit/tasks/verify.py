@@ -31,8 +31,9 @@ from ..io import json_safe, read_json, write_json
 from ..runcard import RunCard, read_card
 from ..runtime import Normalize, autocast, batches
 from ..verification.embedder import Embedder, headless
+from ..verification.lfw import index_pairs, lfw_protocol
 from ..verification.losses import contrastive_loss, triplet_semihard_loss
-from ..verification.pairs import best_threshold, pair_distances, sample_pairs, verification_metrics
+from ..verification.pairs import best_threshold, lfw_pairs, pair_distances, sample_pairs, verification_metrics
 from ..verification.sampling import pk_order
 from .classify import input_size
 
@@ -210,6 +211,9 @@ class EmbeddingPredictor:
 
         run_dir = Path(run_dir)
         card = read_card(run_dir)
+        if card.task != Verify.name:
+            raise CnnkitError(f"expected a verify run in {str(run_dir)!r}, found a {card.task} run; train one with"
+                              " `cnnkit train --task verify`")  # fmt: skip
         model = Verify().build_from_card(card, model_path(card, run_dir))
         load_weights(model, run_dir / "model.safetensors")
         return cls(model, card, run_dir, device)
@@ -258,6 +262,44 @@ def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", 
     m.update(one_shot_accuracy(emb, ds.labels), run=str(run), task="verify", data=splits.source, split=split,
              n_images=len(ds), identities=[splits.classes[i] for i in idents])  # fmt: skip
     return m
+
+
+def evaluate_pairs(run: str | Path, pairs_file: str | Path, root: str | Path, *, skip_bad: bool = False,
+                   faces: bool = False, min_face: int = 20, batch_size: int = 256, device: str = "cpu"
+                   ) -> dict[str, Any]:  # fmt: skip
+    """LFW's standard evaluation of a verify run on a ``pairs.txt`` (LFW's, or one in its layout for your own
+    faces under ``root``): every distinct image the pairs name is embedded once (with ``faces``, its aligned face
+    crop), then :func:`cnnkit.verification.lfw.lfw_protocol` on the squared distances.
+
+    Returns:
+        ``lfw_protocol``'s figures plus ``run``, ``pairs_file``, ``root``, ``n_images`` (distinct images
+        embedded), ``faces``, ``n_skipped`` and ``skipped`` (the pair lines left out with ``skip_bad``, as
+        "line N: reason").
+    """
+    found, skipped = lfw_pairs(pairs_file, root, skip_bad)
+    if not found:
+        raise CnnkitError(f"expected pairs whose images are under {str(root)!r}, found all {len(skipped)} skipped"
+                          f" ({skipped[0] if skipped else 'none'}); check --root")  # fmt: skip
+    pred = EmbeddingPredictor.from_run(run, device)
+    images, pairs = index_pairs(found)
+    emb = embed_images(pred, images, faces, min_face, batch_size)
+    m = lfw_protocol(pair_distances(emb, pairs), pairs.same, pairs.fold)
+    m.update(run=str(run), pairs_file=str(pairs_file), root=str(root), n_images=len(images), faces=faces,
+             n_skipped=len(skipped), skipped=skipped)  # fmt: skip
+    return m
+
+
+def embed_images(pred: EmbeddingPredictor, images: list[Any], faces: bool = False, min_face: int = 20,
+                 batch_size: int = 256) -> Tensor:  # fmt: skip
+    """Embeddings of ``images`` (paths), ``batch_size`` at a time so memory stays bounded: Tensor[N, dim]
+    L2-normalised. With ``faces`` each photo's most confident face is found, aligned and cropped first."""
+    prepare = list
+    if faces:
+        from ..verification.faces import FaceCropper
+
+        prepare = FaceCropper(min_face=min_face).crops
+    chunks = [pred.embed(prepare(images[i : i + batch_size]), batch_size) for i in range(0, len(images), batch_size)]
+    return torch.cat(chunks)
 
 
 def one_shot_accuracy(emb: Tensor, labels: Tensor, seed: int = 0) -> dict[str, float]:

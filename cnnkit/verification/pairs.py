@@ -80,6 +80,11 @@ def best_threshold(dist: Tensor, same: Tensor) -> float:
     return float(d[i - 1] + d[i]) / 2 if i < len(d) else float(d[-1]) + 1e-6
 
 
+def tar_key(far: float) -> str:
+    """The metrics key of TAR at ``far``: 1e-3 -> ``tar_at_far_1e-3``."""
+    return f"tar_at_far_{far:.0e}".replace("e-0", "e-")
+
+
 def verification_metrics(dist: Tensor, same: Tensor, threshold: float) -> dict[str, float | list]:
     """ROC AUC, EER, TAR at FAR 1e-3 and 1e-2, and pair accuracy at ``threshold`` (chosen on other pairs).
 
@@ -100,7 +105,7 @@ def verification_metrics(dist: Tensor, same: Tensor, threshold: float) -> dict[s
     i = int(np.nanargmin(np.abs(fnr - fpr)))
     out: dict[str, float | list] = {"auc": float(auc(fpr, tpr)), "eer": float((fpr[i] + fnr[i]) / 2)}
     for far in FARS:  # the highest TAR whose FAR stays at or under the target
-        out[f"tar_at_far_{far:.0e}".replace("e-0", "e-")] = float(tpr[fpr <= far].max(initial=0.0))
+        out[tar_key(far)] = float(tpr[fpr <= far].max(initial=0.0))
     out["accuracy"] = float(((dist <= threshold) == same).float().mean())
     out["threshold"], out["n_pairs"] = float(threshold), len(y)
     out["fpr"], out["tpr"] = fpr.tolist(), tpr.tolist()
@@ -116,19 +121,31 @@ def lfw_pairs(pairs_file: str | Path, root: str | Path, skip_bad: bool = False) 
         ([(path_a, path_b, same, fold)], skipped lines as "line N: reason"). A pair naming a missing image is a
         CnnkitError, or skipped and listed with ``skip_bad``.
     """
-    lines = [ln.split() for ln in Path(pairs_file).read_text().splitlines() if ln.strip()]
+    pairs_file = Path(pairs_file)
+    if not pairs_file.is_file():
+        raise CnnkitError(f"expected LFW's pairs.txt at {str(pairs_file)!r}, found no such file; check --pairs")
+    rows = [(n, ln.split()) for n, ln in enumerate(pairs_file.read_text(errors="replace").splitlines(), 1)
+            if ln.strip()]  # fmt: skip
+    first = " ".join(rows[0][1]) if rows else ""
     try:
-        folds, per_fold = int(lines[0][0]), int(lines[0][1])
-    except (IndexError, ValueError):
-        raise CnnkitError(f"expected a first line 'FOLDS PAIRS' in {str(pairs_file)!r} (LFW's pairs.txt), found"
-                          f" {' '.join(lines[0]) if lines else 'an empty file'!r}") from None  # fmt: skip
+        folds, per_fold = (int(v) for v in first.split())
+        if folds < 1 or per_fold < 1:
+            raise ValueError
+    except ValueError:
+        raise CnnkitError(f"expected a first line 'FOLDS PAIRS' (two positive whole numbers) in {str(pairs_file)!r},"
+                          f" found {first or 'an empty file'!r}; give LFW's pairs.txt (View 2), not"
+                          " pairsDevTrain.txt or pairsDevTest.txt") from None  # fmt: skip
+    if len(rows) - 1 != 2 * folds * per_fold:
+        raise CnnkitError(f"expected {2 * folds * per_fold} pair lines after the first line of {str(pairs_file)!r}"
+                          f" ({folds} folds × {per_fold} matched and {per_fold} mismatched), found {len(rows) - 1};"
+                          " fix the first line or the pair lines")  # fmt: skip
     root, out, skipped = Path(root), [], []
-    for n, parts in enumerate(lines[1:], start=2):
-        fold = (n - 2) // (2 * per_fold)
-        if len(parts) not in (3, 4) or fold >= folds:
+    for k, (n, parts) in enumerate(rows[1:]):
+        names = (parts[0], parts[1], parts[0], parts[2]) if len(parts) == 3 else tuple(parts)
+        if len(names) != 4 or not (names[1].isdecimal() and names[3].isdecimal()):
             raise CnnkitError(f"expected 'name i j' or 'name1 i name2 j' on line {n} of {str(pairs_file)!r}, found"
-                              f" {' '.join(parts)!r}")  # fmt: skip
-        a_name, a_i, b_name, b_i = (parts[0], parts[1], parts[0], parts[2]) if len(parts) == 3 else parts
+                              f" {' '.join(parts)!r}; fix that line")  # fmt: skip
+        a_name, a_i, b_name, b_i = names
         paths = [root / name / f"{name}_{int(i):04d}.jpg" for name, i in ((a_name, a_i), (b_name, b_i))]
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
@@ -138,5 +155,5 @@ def lfw_pairs(pairs_file: str | Path, root: str | Path, skip_bad: bool = False) 
                                   " or pass --skip-bad to leave such pairs out")  # fmt: skip
             skipped.append(reason)
             continue
-        out.append((*paths, len(parts) == 3, fold))
+        out.append((*paths, len(parts) == 3, k // (2 * per_fold)))
     return out, skipped
