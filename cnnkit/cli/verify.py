@@ -1,5 +1,7 @@
 """``cnnkit verify RUN A B`` (same or different), ``cnnkit verify enroll RUN --gallery DIR`` (store embeddings
-per identity) and ``cnnkit verify identify RUN IMAGE…`` (the nearest enrolled identities, or "unknown").
+per identity), ``cnnkit verify identify RUN IMAGE…`` (the nearest enrolled identities, or "unknown") and
+``cnnkit verify pairs RUN --pairs pairs.txt --root DIR`` (LFW's standard evaluation: 10-fold accuracy, each fold
+at the threshold chosen on the other 9, its mean ± std; ROC AUC, EER and TAR@FAR over all pairs).
 
 With ``--faces`` every image is a photograph: its most confident face is found (MTCNN), aligned on its 5 landmarks
 and cropped, and the crop is embedded."""
@@ -11,15 +13,20 @@ import json
 
 from ..errors import CnnkitError
 
-USAGE = "cnnkit verify RUN A B | cnnkit verify enroll RUN --gallery DIR | cnnkit verify identify RUN IMAGE…"
+USAGE = ("cnnkit verify RUN A B | cnnkit verify enroll RUN --gallery DIR | cnnkit verify identify RUN IMAGE…"
+         " | cnnkit verify pairs RUN --pairs pairs.txt --root DIR")  # fmt: skip
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("verify", help="face verification with a verify run: compare two images, enrol, identify",
-                       usage=USAGE, description=str(__doc__).replace("``", "`"))  # fmt: skip
-    p.add_argument("words", nargs="+", metavar="ARG", help="RUN A B, or enroll RUN, or identify RUN IMAGE…")
+    p = sub.add_parser("verify", usage=USAGE, description=str(__doc__).replace("``", "`"),
+                       help="face verification with a verify run: compare, enrol, identify, LFW pairs")  # fmt: skip
+    p.add_argument("words", nargs="+", metavar="ARG",
+                   help="RUN A B, or enroll RUN, or identify RUN IMAGE…, or pairs RUN")  # fmt: skip
     p.add_argument("--gallery", metavar="DIR", help="enroll: a folder per identity (one image each: one-shot)")
     p.add_argument("--top", type=int, default=3, help="identify: how many identities to list (default 3)")
+    p.add_argument("--pairs", metavar="FILE", help="pairs: LFW's pairs.txt (first line FOLDS PAIRS, then the pairs)")
+    p.add_argument("--root", metavar="DIR", help="pairs: the images, DIR/name/name_0001.jpg (LFW's layout)")
+    p.add_argument("--skip-bad", action="store_true", help="pairs: leave out (and count) pairs naming a missing image")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--faces", action="store_true",
                    help="photographs: detect the face (MTCNN), align it on 5 landmarks, embed the crop")  # fmt: skip
@@ -42,6 +49,8 @@ def run_verify(args: argparse.Namespace) -> int:
         return _enroll(words[1:], args)
     if words[0] == "identify":
         return _identify(words[1:], args)
+    if words[0] == "pairs":
+        return _pairs(words[1:], args)
     if len(words) != 3:
         raise CnnkitError(f"expected RUN A B (a run and two images), found {len(words)} argument(s); usage: {USAGE}")
     from ..tasks.verify import EmbeddingPredictor
@@ -90,4 +99,18 @@ def _identify(words: list[str], args: argparse.Namespace) -> int:
     for im, hits in zip(words[1:], found):
         text = ", ".join(f"{n} ({d:.4f})" for n, d in hits) if hits else f"unknown (none within {threshold:.4f})"
         print(f"{im}: {text}")
+    return 0
+
+
+def _pairs(words: list[str], args: argparse.Namespace) -> int:
+    if len(words) != 1 or not args.pairs or not args.root:
+        raise CnnkitError("expected `cnnkit verify pairs RUN --pairs pairs.txt --root DIR`, found"
+                          f" {' '.join(words) or 'no run'}{'' if args.pairs else ' without --pairs'}"
+                          f"{'' if args.root else ' without --root'}")  # fmt: skip
+    from ..tasks.verify import evaluate_pairs
+    from ..verification.lfw import lfw_text
+
+    m = evaluate_pairs(words[0], args.pairs, args.root, skip_bad=args.skip_bad, faces=args.faces,
+                       min_face=args.min_face)  # fmt: skip
+    print(json.dumps(m, indent=2) if args.json else lfw_text(m))
     return 0

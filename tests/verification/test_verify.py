@@ -96,16 +96,6 @@ def test_an_identity_with_one_image_is_one_clear_error_or_skipped() -> None:
     assert kept.labels.tolist() == [0, 0, 2, 2] and skipped[0][0] == "b"
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    from cnnkit.cli import main
-
-    out = tmp_path_factory.mktemp("verify") / "run"
-    args = ["train", "--task", "verify", "--data", "digits", "--epochs", "1", "--batch-size", "64", "--out", str(out)]
-    assert main([*args, "--quiet"]) == 0
-    return out
-
-
 def test_open_set_run_evaluate_and_report(run: Path, capsys) -> None:
     from cnnkit.tasks import evaluate_runs, report
 
