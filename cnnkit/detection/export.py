@@ -118,7 +118,7 @@ def compare_detections(got: Sequence[Tensor], want: Sequence[Tensor], conf: floa
         n += len(pairs)
     if not n:
         return diff, f"over 0 detections (none above {conf:g} on these images: nothing compared; pass --check IMAGE…)"
-    note = f"; {borderline} borderline, in one backend only (scores at a cut)" if borderline else ""
+    note = f"; {borderline} borderline: scores at a cut, in one backend only" if borderline else ""
     what = ", ".join(["boxes in pixels", *(k for k in names if k not in ("boxes", "labels", "counts"))])
     return diff, f"over {n} detections ({what}; each matched to its counterpart{note})"
 
