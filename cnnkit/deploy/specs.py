@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from torch import Tensor, nn
@@ -85,6 +86,42 @@ def _localizer_output(outs: Sequence[Tensor]) -> Any:
     return LocalizerOutput(*outs)
 
 
+def _detect_spec() -> ExportSpec:
+    """Detectors: decoding and NMS in the graph, every detection with score above the task's EVAL_CONF as flat
+    ``boxes``, ``scores``, ``labels`` and ``counts`` per image (:mod:`cnnkit.detection.export`); the TorchScript
+    exporter (the dynamo one fails on torchvision's data-dependent post-processing)."""
+    from ..detection.export import OUTPUTS, compare_detections, detection_graph, to_detections
+    from ..tasks.detect import EVAL_CONF
+
+    flat = {0: "detections"}
+    return ExportSpec(outputs=OUTPUTS, exporter="torchscript", fallback=False, dynamic_size=False,
+                      output_axes={"boxes": flat, "scores": flat, "labels": flat},
+                      predictor="cnnkit.tasks.detect_eval:DetectPredictor", to_output=to_detections,
+                      wrapper=partial(detection_graph, conf=EVAL_CONF),
+                      compare=partial(compare_detections, conf=EVAL_CONF))  # fmt: skip
+
+
+def _segment_spec() -> ExportSpec:
+    """Mask R-CNN: its post-processing in the graph (TorchScript exporter, one image at a time), every object with
+    score above the task's EVAL_CONF as flat ``boxes``, ``scores``, ``labels``, ``counts`` and ``masks``
+    (:mod:`cnnkit.segmentation.export`)."""
+    from ..detection.export import compare_detections
+    from ..segmentation.export import SEGMENT_OUTPUTS, MaskRCNNGraph, to_instances
+    from ..segmentation.model import MAX_OBJECTS
+    from ..tasks.segment import EVAL_CONF
+
+    flat = {0: "detections"}
+    return ExportSpec(outputs=SEGMENT_OUTPUTS, exporter="torchscript", fallback=False, dynamic_size=False,
+                      output_axes={k: flat for k in SEGMENT_OUTPUTS if k != "counts"},
+                      predictor="cnnkit.tasks.segment_eval:SegmentPredictor", to_output=to_instances,
+                      wrapper=partial(MaskRCNNGraph, conf=EVAL_CONF),
+                      compare=partial(compare_detections, conf=EVAL_CONF, cap=MAX_OBJECTS,
+                                      names=SEGMENT_OUTPUTS))  # fmt: skip
+
+
+# specs built when first asked for (the detectors' modules load torchvision's detection code)
+LAZY_SPECS: dict[str, Callable[[], ExportSpec]] = {"detect": _detect_spec, "segment": _segment_spec}
+
 SPECS: dict[str, ExportSpec] = {
     "classify": ExportSpec(outputs=("logits",)),
     "localize": ExportSpec(
@@ -101,9 +138,11 @@ def spec_for(task: str) -> ExportSpec:
         own = getattr(get_task(task), "export_spec", None)
         if own is not None:
             return own
+    if task in LAZY_SPECS:
+        return LAZY_SPECS[task]()
     if task not in SPECS:
         raise CnnkitError(
-            f"expected a task that can be exported ({', '.join(SPECS)}), found {task!r}; its task module needs an"
-            " export_spec (see cnnkit/deploy/specs.py)"
+            f"expected a task that can be exported ({', '.join([*SPECS, *LAZY_SPECS])}), found {task!r}; its task"
+            " needs an export spec (see cnnkit/deploy/specs.py)"
         )
     return SPECS[task]

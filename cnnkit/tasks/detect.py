@@ -13,7 +13,6 @@ through torchmetrics with the pycocotools backend.
 from __future__ import annotations
 
 import math
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -118,21 +117,6 @@ class Detect:
         anchors = card.task_fields.get("anchors")
         return build_detector(name, card.num_classes, (card.input.height, card.input.width),
                               anchors=torch.tensor(anchors) if anchors else None)  # fmt: skip
-
-    @property
-    def export_spec(self) -> Any:
-        """How ``cnnkit export`` writes a detector: decoding and NMS in the graph, every detection with score above
-        EVAL_CONF as flat ``boxes``, ``scores``, ``labels`` and ``counts`` per image (:mod:`cnnkit.detection.export`);
-        the TorchScript exporter (the dynamo one fails on torchvision's data-dependent post-processing)."""
-        from ..deploy.specs import ExportSpec
-        from ..detection.export import OUTPUTS, compare_detections, detection_graph, to_detections
-
-        flat = {0: "detections"}
-        return ExportSpec(outputs=OUTPUTS, exporter="torchscript", fallback=False, dynamic_size=False,
-                          output_axes={"boxes": flat, "scores": flat, "labels": flat},
-                          predictor="cnnkit.tasks.detect_eval:DetectPredictor", to_output=to_detections,
-                          wrapper=partial(detection_graph, conf=EVAL_CONF),
-                          compare=partial(compare_detections, conf=EVAL_CONF))  # fmt: skip
 
     def predictor(self, run_dir: Path, device: str = "cpu") -> Any:
         from .detect_eval import DetectPredictor

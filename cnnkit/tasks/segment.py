@@ -12,7 +12,6 @@ backend.
 from __future__ import annotations
 
 import math
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -96,24 +95,6 @@ class Segment:
     # ---- after training ---------------------------------------------------------------------------------------
     def build_from_card(self, card: RunCard, name: str) -> nn.Module:
         return build_segmenter(name, card.num_classes, (card.input.height, card.input.width))
-
-    @property
-    def export_spec(self) -> Any:
-        """How ``cnnkit export`` writes Mask R-CNN: its post-processing in the graph (TorchScript exporter, one image
-        at a time), every object with score above EVAL_CONF as flat ``boxes``, ``scores``, ``labels``, ``counts``
-        and ``masks`` (:mod:`cnnkit.segmentation.export`)."""
-        from ..deploy.specs import ExportSpec
-        from ..detection.export import compare_detections
-        from ..segmentation.export import SEGMENT_OUTPUTS, MaskRCNNGraph, to_instances
-        from ..segmentation.model import MAX_OBJECTS
-
-        flat = {0: "detections"}
-        return ExportSpec(outputs=SEGMENT_OUTPUTS, exporter="torchscript", fallback=False, dynamic_size=False,
-                          output_axes={k: flat for k in SEGMENT_OUTPUTS if k != "counts"},
-                          predictor="cnnkit.tasks.segment_eval:SegmentPredictor", to_output=to_instances,
-                          wrapper=partial(MaskRCNNGraph, conf=EVAL_CONF),
-                          compare=partial(compare_detections, conf=EVAL_CONF, cap=MAX_OBJECTS,
-                                          names=SEGMENT_OUTPUTS))  # fmt: skip
 
     def predictor(self, run_dir: Path, device: str = "cpu") -> Any:
         from .segment_eval import SegmentPredictor
