@@ -133,6 +133,7 @@ class Predictor:
         if chunk:
             yield torch.stack(chunk)
 
+    @torch.no_grad()  # `batches` is a generator: its own no_grad covers only its frame, not the model call here
     def predict_proba(self, images: Iterable[ImageLike], batch_size: int = 64) -> Tensor:
         """images -> class probabilities Tensor[N, num_classes], decoded and run ``batch_size`` at a time."""
         out = [torch.softmax(self.model(self.normalize(b)).float(), 1).cpu() for b in self.batches(images, batch_size)]
