@@ -13,7 +13,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     w.add_argument("run", help="a classification run directory (`cnnkit train`)")
     w.add_argument("image", help="an image file")
     w.add_argument("--window", type=int, default=28, help="window side in image pixels (default 28)")
-    w.add_argument("--stride", type=int, default=4, help="pixels between explicit windows (default 4)")
+    w.add_argument(
+        "--stride",
+        type=int,
+        default=4,
+        help="pixels between explicit windows in each scale's resized image (default 4, LeNet-5's own"
+        " stride: --conv then scores the same windows)",
+    )
     w.add_argument("--scales", type=float, nargs="+", default=[1.0], help="image scales to search (default 1)")
     w.add_argument("--threshold", type=float, default=0.9, help="class probability a window needs (default 0.9)")
     w.add_argument("--iou", type=float, default=0.3, help="NMS IoU threshold (default 0.3)")

@@ -117,7 +117,8 @@ def decode_all(
 ) -> tuple[list[tuple[Path, int]], list[Tensor]]:
     """Decode every file once: the good ``files`` and, when ``keep``, their tensors. Bad files raise or are skipped."""
     good, tensors = [], []
-    for path, label in tqdm(files, desc=desc, unit="img", leave=False, disable=len(files) < 500):
+    bar_off = True if len(files) < 500 else None  # None: tqdm shows it only on a terminal, not in a log file
+    for path, label in tqdm(files, desc=desc, unit="img", leave=False, disable=bar_off):
         try:
             t = load_image(path, in_chans, size)
         except BadImageError as e:

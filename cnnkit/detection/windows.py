@@ -153,8 +153,9 @@ def sliding_windows(model: nn.Module, image: Tensor, *, window: int, stride: int
                     convolutional: bool = False, batch_size: int = 512) -> WindowResult:  # fmt: skip
     """Detect with a classifier by windows: at each scale the image (normalised float Tensor[C, H, W]) is resized so
     a ``window``-pixel window matches the classifier's input; windows whose best class (not ``background``) scores
-    ≥ ``threshold`` are kept, then class-wise NMS. ``convolutional``: ``model`` is a :class:`FullyConvolutional`
-    and its own stride replaces ``stride``."""
+    ≥ ``threshold`` are kept, then class-wise NMS. ``stride``: pixels between windows in each scale's resized
+    image. ``convolutional``: ``model`` is a :class:`FullyConvolutional` and its own stride replaces ``stride``
+    (with ``stride`` equal to it, both score the same windows at every scale)."""
     t0 = time.perf_counter()
     side = model.window[0] if convolutional else model.default_input[1]
     boxes, scores, labels, count = [], [], [], 0
@@ -172,7 +173,7 @@ def sliding_windows(model: nn.Module, image: Tensor, *, window: int, stride: int
             y, x = torch.meshgrid(torch.arange(rows) * step, torch.arange(cols) * step, indexing="ij")
             b = torch.stack([x, y, x + side, y + side], -1).reshape(-1, 4).float()
         else:
-            crops, b = window_crops(img, side, max(1, round(stride * f)))
+            crops, b = window_crops(img, side, stride)  # in the resized image, as the convolutional form steps
             logits = torch.cat([model(c) for c in crops.split(batch_size)])
         count += len(b)
         p = logits.float().softmax(1)
