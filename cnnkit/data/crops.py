@@ -118,7 +118,7 @@ def background_windows(
         if len(found) == count:
             break
         k = int(rng.integers(len(images)))
-        im, side = images[k], int(sides[rng.integers(len(sides))])
+        im, side = images[k], int(sides[int(rng.integers(len(sides)))])
         s = min(side, im.width, im.height)
         x1, y1 = int(rng.integers(im.width - s + 1)), int(rng.integers(im.height - s + 1))
         window = (x1, y1, x1 + s, y1 + s)
@@ -192,7 +192,7 @@ def _cut(im: Image.Image, window: Window, size: int) -> Image.Image:
 
 def _write_manifest(out: Path, crops: Sequence[Crop], sources: dict[str, list[Path]]) -> Path:
     rows = [list(MANIFEST_COLUMNS)]
-    rows += [[c.split, c.label, c.file, str(sources[c.split][c.image]), *c.window] for c in crops]
+    rows += [[c.split, c.label, c.file, str(sources[c.split][c.image]), *map(str, c.window)] for c in crops]
 
     def write(tmp: str) -> None:
         with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:

@@ -90,7 +90,7 @@ def coco_segm_ground_truth(targets: list[Instances], classes: list[str], size: t
     h, w = size
     images = [{"id": i + 1, "width": w, "height": h, "file_name": names[i] if names else f"{i + 1}.png"}
               for i in range(len(targets))]  # fmt: skip
-    anns = []
+    anns: list[dict[str, Any]] = []
     for i, t in enumerate(targets):
         c = _cpu(t)
         for box, label, mask in zip(c["boxes"].tolist(), c["labels"].tolist(), c["masks"]):
