@@ -18,17 +18,20 @@ import threading
 from typing import Any
 
 import torch
+from PIL import Image
 from torch import Tensor
 
-from ..data.images import BadImageError, load_image
+from ..data.images import BadImageError, pil_to_tensor, read_image
 from .page import PAGE
 
 PREDICT = "/predict"
 
 
-def decode_upload(data: bytes, in_chans: int) -> Tensor:
-    """Uploaded bytes -> uint8 Tensor[in_chans, H, W]; anything but a complete, safe image raises BadImageError."""
-    return load_image(io.BytesIO(data), in_chans, None)
+def decode_upload(data: bytes, in_chans: int | None = None) -> Image.Image:
+    """Uploaded bytes -> the upright Pillow image (the predictor resizes and crops it in Pillow, with no tensor in
+    between); anything but a complete, safe image raises BadImageError. ``in_chans`` is accepted and unused: the
+    predictor converts the mode."""
+    return read_image(io.BytesIO(data))
 
 
 class Limits:
@@ -110,19 +113,18 @@ def create_app(predictor: Any, *, max_bytes: int = 10_000_000, max_in_flight: in
     @app.post(PREDICT)
     def predict(file: UploadFile = File(...), overlay: bool = False, topk: int = 5) -> dict:  # noqa: B008
         try:
-            image = decode_upload(file.file.read(), 3)
-        except BadImageError as e:
+            image = decode_upload(file.file.read())
+            with lock:
+                return predict_one(predictor, image, max(1, min(topk, 20)), overlay)
+        except BadImageError as e:  # undecodable, or pixels that can't be converted (NaN floats, a broken palette)
             raise HTTPException(415, f"expected an image file, found {e.reason}") from None
-        with lock:
-            return predict_one(predictor, image, max(1, min(topk, 20)), overlay)
 
     app.add_middleware(Limits, max_bytes=max_bytes, max_in_flight=max_in_flight)
     return app
 
 
-def predict_one(predictor: Any, image: Tensor, topk: int, overlay: bool) -> dict[str, Any]:
-    """One decoded image (uint8 Tensor[3, H, W]) -> the JSON answer (top-k; the box; an overlay when asked)."""
-    image = image[:1] if predictor.in_chans == 1 else image
+def predict_one(predictor: Any, image: Image.Image, topk: int, overlay: bool) -> dict[str, Any]:
+    """One decoded image (upright Pillow image) -> the JSON answer (top-k; the box; an overlay when asked)."""
     pred = predictor.predict([image], topk=topk)[0]
     out = {"task": predictor.card.task, "label": pred.label, "probability": pred.probability,
            "topk": [{"label": n, "probability": p} for n, p in pred.topk]}  # fmt: skip
@@ -133,11 +135,11 @@ def predict_one(predictor: Any, image: Tensor, topk: int, overlay: bool) -> dict
     return out
 
 
-def _overlay(predictor: Any, image: Tensor, pred: Any) -> dict[str, str]:
+def _overlay(predictor: Any, image: Image.Image, pred: Any) -> dict[str, str]:
     from ..drawing import draw_boxes
 
     if getattr(pred, "box", None) is not None:
-        rgb = image.expand(3, -1, -1)
+        rgb = pil_to_tensor(image, 3, None)  # uint8 Tensor[3, H, W] at the upload's size, where the box is
         drawn = draw_boxes(rgb, torch.tensor([pred.box]), [f"{pred.label} {pred.probability:.0%}"], ["lime"])
         return {"overlay": _png_url(drawn), "overlay_kind": "Box"}
     if not isinstance(predictor.model, torch.nn.Module) or type(predictor.model).__name__ == "OrtModule":
@@ -145,7 +147,7 @@ def _overlay(predictor: Any, image: Tensor, pred: Any) -> dict[str, str]:
     return {"overlay": _png_url(grad_cam_overlay(predictor, image, pred.index)), "overlay_kind": "Grad-CAM"}
 
 
-def grad_cam_overlay(predictor: Any, image: Tensor, target: int) -> Tensor:
+def grad_cam_overlay(predictor: Any, image: Image.Image | Tensor, target: int) -> Tensor:
     """The model's input view of ``image`` with the Grad-CAM map of class ``target`` blended on it:
     uint8 Tensor[3, H, W] at the model's input size."""
     from matplotlib import colormaps
@@ -160,8 +162,6 @@ def grad_cam_overlay(predictor: Any, image: Tensor, target: int) -> Tensor:
 
 
 def _png_url(image: Tensor) -> str:
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(image.permute(1, 2, 0).numpy()).save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
