@@ -74,3 +74,13 @@ def test_predict_bad_image_is_one_line(cli, digits_run, tmp_path):
 def test_load_not_a_run(tmp_path):
     with pytest.raises(CnnkitError, match="model.json"):
         cnnkit.load(tmp_path)
+
+
+def test_device_flag_runs_where_asked_and_a_missing_gpu_is_one_line(cli, digits_run, digit_files):
+    path = digit_files[0][0]
+    code, out, err = cli("predict", digits_run, path, "--device", "cpu")
+    assert code == 0 and str(path) in out, err
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: --device cuda would run")
+    code, _, err = cli("predict", digits_run, path, "--device", "cuda")
+    assert code == 2 and "CUDA" in err and len(err.strip().splitlines()) == 1

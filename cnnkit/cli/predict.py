@@ -23,6 +23,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=("eager", "onnxruntime"), default="eager",
                    help="PyTorch (eager, default) or ONNX Runtime (exports the run to RUN/model.onnx once; a .onnx"
                         " file as RUN always runs in ONNX Runtime)")  # fmt: skip
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="eager backend: where the model runs (default auto: a CUDA GPU when there is one)",
+    )
     p.set_defaults(func=run_predict)
 
 
@@ -51,10 +57,10 @@ def predictor_for(args: argparse.Namespace) -> tuple[Any, list[str]]:
             raise CnnkitError(
                 f"expected a run directory and image files, found only {args.paths[0]!r}; or pass --model"
             )
-        return load(args.paths[0]), args.paths[1:]
+        return load(args.paths[0], device=args.device), args.paths[1:]
     if not (args.pretrained or args.weights):
         raise CnnkitError(f"expected --pretrained or --weights PATH with --model {args.model}, found neither")
-    return Predictor.from_pretrained(args.model, args.weights), args.paths
+    return Predictor.from_pretrained(args.model, args.weights, device=args.device), args.paths
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
