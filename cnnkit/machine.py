@@ -18,14 +18,23 @@ from collections.abc import MutableMapping
 from pathlib import Path
 
 
-def cpu_name() -> str:
-    """The CPU's model name from ``/proc/cpuinfo`` (``platform``'s word for it elsewhere), for every figure."""
+def _cpuinfo(key: str) -> str | None:
+    """The value of the first ``key`` line of ``/proc/cpuinfo`` (None where there is none, e.g. not on Linux)."""
     try:
         with open("/proc/cpuinfo") as f:
-            found = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), None)
+            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith(key)), None)
     except OSError:
-        found = None
-    return found or platform.processor() or platform.machine() or "unknown CPU"
+        return None
+
+
+def cpu_name() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (``platform``'s word for it elsewhere), for every figure."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (empty where there is none, e.g. not on Linux)."""
+    return set((_cpuinfo("flags") or "").split())
 
 
 def cgroup_cpu_quota(path: Path = Path("/sys/fs/cgroup/cpu.max")) -> int | None:

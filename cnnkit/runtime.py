@@ -12,6 +12,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .errors import CnnkitError
+from .machine import cpu_flags
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -24,18 +25,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise CnnkitError(f"expected a CUDA device for {name!r}, found none; use --set train.device=cpu")
     return torch.device(name)
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags from ``/proc/cpuinfo`` (empty where there is none, e.g. not on Linux)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return set()
 
 
 def cpu_has_bf16() -> bool:
