@@ -1,10 +1,10 @@
 """How each task's model is exported: its output names, which exporter, which axes may vary, and how ONNX
 Runtime's outputs are turned back into what the task's predictor expects.
 
-A task plugs in with one :class:`ExportSpec`: either an ``export_spec`` attribute on the task class (the task
-module owns it) or one line in :data:`SPECS` here. Detectors whose post-processing has data-dependent shapes
-(torchvision's RPN, SSD and NMS) use ``exporter="torchscript"`` (``torch.onnx.export(dynamo=False)``), which
-exports them with their NMS; the default (dynamo) exporter fails there.
+A task plugs in with one :class:`ExportSpec`: a line in :data:`SPECS` here, or in :data:`LAZY_SPECS` when building
+it loads heavy modules (deploy sits above the tasks, so a task never imports this module). Detectors whose
+post-processing has data-dependent shapes (torchvision's RPN, SSD and NMS) use ``exporter="torchscript"``
+(``torch.onnx.export(dynamo=False)``), which exports them with their NMS; the default (dynamo) exporter fails there.
 
 A wrapper whose ``batch_of_one`` attribute is true is exported for one image at a time (torchvision's detectors loop
 over the images in Python, which tracing unrolls): the file's batch axis is 1 and ONNX Runtime runs a batch image by
@@ -131,13 +131,7 @@ SPECS: dict[str, ExportSpec] = {
 
 
 def spec_for(task: str) -> ExportSpec:
-    """The export spec of ``task``: the task class's own ``export_spec`` if it has one, else :data:`SPECS`."""
-    from ..tasks import TASKS, get_task
-
-    if task in TASKS:
-        own = getattr(get_task(task), "export_spec", None)
-        if own is not None:
-            return own
+    """The export spec of ``task``, from :data:`SPECS` or built from :data:`LAZY_SPECS`."""
     if task in LAZY_SPECS:
         return LAZY_SPECS[task]()
     if task not in SPECS:
