@@ -32,9 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CnnkitError
-from .yolo import MAX_DET, detect_flat
+from .yolo import MAX_DET, OUTPUTS, detect_flat, split_outputs
 
-OUTPUTS = ("boxes", "scores", "labels", "counts")
 TIE = 1e-5  # scores this close may fall either side of a cut (the threshold, the cap) in the two backends
 RADIUS = 1.0  # pixels: the farthest a box's counterpart may be (float noise is ~1e-5; another detection is farther)
 
@@ -71,16 +70,6 @@ class TorchvisionGraph(nn.Module):
 def detection_graph(model: nn.Module, conf: float) -> nn.Module:
     """The module the exporter traces for a cnnkit detector (:class:`YoloGraph` or :class:`TorchvisionGraph`)."""
     return YoloGraph(model, conf) if model.kind == "yolo" else TorchvisionGraph(model, conf)
-
-
-def split_outputs(outs: Sequence[Tensor], names: Sequence[str] = OUTPUTS, cap: int | None = MAX_DET
-                  ) -> list[dict[str, Tensor]]:  # fmt: skip
-    """Flat outputs named ``names`` (``counts`` [N] among them; the others one row per detection) -> per image a
-    dict of the others, the ``cap`` best (all with None); ``labels`` as int64."""
-    named = dict(zip(names, outs))
-    sizes = named.pop("counts").long().tolist()
-    parts = {k: (v.long() if k == "labels" else v).split(sizes) for k, v in named.items()}
-    return [{k: p[i][:cap] for k, p in parts.items()} for i in range(len(sizes))]
 
 
 def to_detections(outs: Sequence[Tensor]) -> list[dict[str, Tensor]]:

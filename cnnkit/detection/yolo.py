@@ -15,6 +15,7 @@ anchors. IoU, GIoU, conversions and NMS are ``torchvision.ops``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -213,6 +214,7 @@ def yolo_loss(out: Tensor, targets: list[dict[str, Tensor]], anchors: Tensor, st
 
 
 MAX_DET = 100  # detections kept per image, best first
+OUTPUTS = ("boxes", "scores", "labels", "counts")  # detect_flat's flat list (and an exported detector's outputs)
 CANDIDATES = 10  # (anchor, class) pairs per kept detection that NMS sees: the best 10·max_det scores
 
 
@@ -222,7 +224,7 @@ def detect(out: Tensor, anchors: Tensor, stride: int, image_size: tuple[int, int
     """Raw output -> per image ``boxes`` Tensor[D, 4] xyxy pixels, ``scores`` Tensor[D], ``labels`` Tensor[D]:
     every (anchor, class) whose score σ(t_o)·softmax(t_c) passes ``conf``, clipped to the image, class-wise NMS, the
     ``max_det`` best."""
-    return split_detections(*detect_flat(out, anchors, stride, image_size, conf, iou, CANDIDATES * max_det), max_det)
+    return split_outputs(detect_flat(out, anchors, stride, image_size, conf, iou, CANDIDATES * max_det), cap=max_det)
 
 
 def detect_flat(out: Tensor, anchors: Tensor, stride: int, image_size: tuple[int, int], conf: float = 0.001,
@@ -232,7 +234,7 @@ def detect_flat(out: Tensor, anchors: Tensor, stride: int, image_size: tuple[int
     returns them (traceable: no loop over images, ONNX's NonMaxSuppression).
 
     Per image: the ``candidates`` best (anchor, class) scores σ(t_o)·softmax(t_c), those above ``conf``, boxes
-    clipped to the image, class-wise NMS at ``iou`` (no cap on the number kept: :func:`split_detections` caps).
+    clipped to the image, class-wise NMS at ``iou`` (no cap on the number kept: :func:`split_outputs` caps).
 
     Returns:
         boxes Tensor[D, 4] xyxy pixels, scores Tensor[D], labels Tensor[D] int64 and counts Tensor[N] int64: image
@@ -280,10 +282,12 @@ class ClassNMS(torch.autograd.Function):
                     const(conf, torch.float))  # fmt: skip
 
 
-def split_detections(boxes: Tensor, scores: Tensor, labels: Tensor, counts: Tensor, max_det: int = MAX_DET
-                     ) -> list[dict[str, Tensor]]:  # fmt: skip
-    """:func:`detect_flat`'s flat list (boxes [D, 4], scores [D], labels [D], counts [N]) -> per image ``boxes``
-    [D_i, 4], ``scores`` [D_i], ``labels`` [D_i], the ``max_det`` best."""
-    sizes = counts.tolist()
-    return [{"boxes": b[:max_det], "scores": s[:max_det], "labels": lab[:max_det]}
-            for b, s, lab in zip(boxes.split(sizes), scores.split(sizes), labels.split(sizes))]  # fmt: skip
+def split_outputs(outs: Sequence[Tensor], names: Sequence[str] = OUTPUTS, cap: int | None = MAX_DET
+                  ) -> list[dict[str, Tensor]]:  # fmt: skip
+    """Flat outputs named ``names`` (``counts`` [N] among them; the others one row per detection, as
+    :func:`detect_flat` and an exported detector return them) -> per image a dict of the others, the ``cap`` best
+    (all with None); ``labels`` as int64."""
+    named = dict(zip(names, outs))
+    sizes = named.pop("counts").long().tolist()
+    parts = {k: (v.long() if k == "labels" else v).split(sizes) for k, v in named.items()}
+    return [{k: p[i][:cap] for k, p in parts.items()} for i in range(len(sizes))]
