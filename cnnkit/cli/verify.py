@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from ..errors import CnnkitError
 
@@ -34,13 +35,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_verify)
 
 
-def _inputs(paths: list, args: argparse.Namespace) -> list:
-    """The images to embed: the paths themselves, or with --faces the aligned face crop of each photo."""
-    if not args.faces:
-        return list(paths)
-    from ..verification.faces import FaceCropper
+def _embed(pred: Any, paths: list, args: argparse.Namespace) -> Any:
+    """Embeddings Tensor[N, dim] of the images (with --faces, of each photo's aligned face crop), in batches."""
+    from ..tasks.verify import embed_images
 
-    return FaceCropper(min_face=args.min_face).crops(paths)
+    return embed_images(pred, list(paths), args.faces, args.min_face)
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -56,7 +55,7 @@ def run_verify(args: argparse.Namespace) -> int:
     from ..tasks.verify import EmbeddingPredictor
 
     pred = EmbeddingPredictor.from_run(words[0])
-    emb, threshold = pred.embed(_inputs(words[1:], args)), pred.threshold()
+    emb, threshold = _embed(pred, words[1:], args), pred.threshold()
     dist = float((emb[0] - emb[1]).square().sum())
     same = dist <= threshold
     if args.json:
@@ -77,7 +76,7 @@ def _enroll(words: list[str], args: argparse.Namespace) -> int:
     pred = EmbeddingPredictor.from_run(words[0])
     files = gallery_files(args.gallery)
     names = [name for name, paths in files.items() for _ in paths]
-    gallery = Gallery(pred.embed(_inputs([p for paths in files.values() for p in paths], args)), names)
+    gallery = Gallery(_embed(pred, [p for paths in files.values() for p in paths], args), names)
     path = gallery.save(words[0])
     print(f"enrolled {len(files)} identities ({len(names)} images) into {path}")
     return 0
@@ -91,7 +90,7 @@ def _identify(words: list[str], args: argparse.Namespace) -> int:
 
     pred = EmbeddingPredictor.from_run(words[0])
     gallery, threshold = Gallery.load(words[0]), pred.threshold()
-    found = gallery.identify(pred.embed(_inputs(words[1:], args)), threshold, args.top)
+    found = gallery.identify(_embed(pred, words[1:], args), threshold, args.top)
     if args.json:
         print(json.dumps([{"image": im, "matches": [{"identity": n, "distance": d} for n, d in hits]}
                           for im, hits in zip(words[1:], found)], indent=2))  # fmt: skip
