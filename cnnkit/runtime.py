@@ -18,12 +18,19 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` (a CUDA GPU when there is one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N`` -> the device.
+
+    Raises:
+        CnnkitError: another name, or a CUDA device asked for on a machine without one.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
         raise CnnkitError(f"expected device auto, cpu or cuda, found {name!r}")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise CnnkitError(f"expected a CUDA device for {name!r}, found none; use --set train.device=cpu")
+        raise CnnkitError(
+            f"expected a CUDA device for {name!r}, found none; use --device cpu (to train: --set train.device=cpu)"
+        )
     return torch.device(name)
 
 

@@ -21,6 +21,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ensemble", action="store_true", help="average the runs' predictions (runs share classes)")
     p.add_argument("--ensemble-mode", choices=MODES, default="prob", help="average probabilities or logits")
     p.add_argument("--tta", action="store_true", help="also average each image with its mirror image (not digits)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the models run (default auto: a CUDA GPU when there is one)")  # fmt: skip
     p.set_defaults(func=run_evaluate)
     r = sub.add_parser("report", help="write report.html and report.md (curves, confusion, per-class, gallery)")
     r.add_argument("run", help="run directory written by `cnnkit train`")
@@ -42,7 +44,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for flag in ("json", "predictions", "gallery"):
         if getattr(args, flag):
             check_output(getattr(args, flag), f"--{flag}", tuple(args.runs))
-    opts = {k: getattr(args, k) for k in ("data", "split", "data_dir", "ensemble", "ensemble_mode", "tta")}
+    opts = {k: getattr(args, k) for k in ("data", "split", "data_dir", "ensemble", "ensemble_mode", "tta", "device")}
     results = evaluate_runs(args.runs, **opts, predictions=args.predictions, gallery=args.gallery)
     for _, text in results:
         print(text)

@@ -28,8 +28,10 @@ def evaluate_command(
     tta: bool = False,
     predictions: str | None = None,
     gallery: str | None = None,
+    device: str = "cpu",
 ) -> list[tuple[dict[str, Any], str]]:
-    """Evaluate each run (or, with ``ensemble``, their average): a (metrics, terminal text) pair per result.
+    """Evaluate each run (or, with ``ensemble``, their average) on ``device``: a (metrics, terminal text) pair per
+    result.
 
     Writes ``RUN/eval_<split>.json`` for each single run, and the predictions file and gallery when asked.
     """
@@ -41,7 +43,8 @@ def evaluate_command(
     groups = [runs] if ensemble else [[r] for r in runs]
     results = []
     for group in groups:
-        evaluation = evaluate(group, data, split, data_dir, ensemble=ensemble, mode=ensemble_mode, tta=tta)
+        evaluation = evaluate(group, data, split, data_dir, ensemble=ensemble, mode=ensemble_mode, tta=tta,
+                              device=device)  # fmt: skip
         m = evaluation.metrics()
         if m["n"] == 0:
             raise CnnkitError(f"expected images in the {split} split of {m['data']!r}, found none")

@@ -117,13 +117,14 @@ def evaluate(
     ensemble: bool = False,
     mode: str = "prob",
     tta: bool = False,
+    device: str = "cpu",
 ) -> Evaluation:
-    """Score ``runs`` on the same examples; with ``ensemble`` also their average (in ``mode``)."""
+    """Score ``runs`` on the same examples, on ``device``; with ``ensemble`` also their average (in ``mode``)."""
     if mode not in MODES:
         raise CnnkitError(f"expected --ensemble-mode in {', '.join(MODES)}, found {mode!r}")
     if len(runs) > 1 and not ensemble:
         raise CnnkitError(f"expected one run, found {len(runs)}; pass --ensemble to combine them")
-    members = [load_member(r) for r in runs]
+    members = [load_member(r, device) for r in runs]
     if tta:
         ref = members[0].cfg.data
         check_flips(data or ref.name, ref.hflip if data is None else None)

@@ -62,9 +62,10 @@ class EvalSet:
     excluded: int = 0
 
 
-def load_member(run: str | Path) -> Member:
+def load_member(run: str | Path, device: str = "cpu") -> Member:
+    """The run's predictor on ``device`` (``auto``, ``cpu``, ``cuda``) and its resolved config."""
     run = Path(run)
-    predictor = Predictor.from_run(run)
+    predictor = Predictor.from_run(run, device)
     cfg_path = run / "config.yaml"
     cfg = from_dict(yaml.safe_load(cfg_path.read_text()) or {}) if cfg_path.exists() else from_dict({})
     return Member(run, predictor, cfg)

@@ -81,7 +81,14 @@ def build_from_card(card: RunCard, run_dir: str | Path) -> Any:
 
 
 def evaluate_runs(runs: list[str], **opts: Any) -> list[tuple[dict[str, Any], str]]:
-    """Evaluate runs of one task: a list of (metrics, terminal text), one per run (or one for an ensemble)."""
+    """Evaluate runs of one task: a list of (metrics, terminal text), one per run (or one for an ensemble).
+
+    ``opts`` are the task's evaluate options (``data``, ``split``, ``data_dir``, ``ensemble``, ``tta``, …, and
+    ``device``: ``auto``, ``cpu`` or ``cuda``, default ``cpu``; a CUDA device asked for and missing is refused
+    before any data is loaded)."""
+    from ..runtime import resolve_device
+
+    resolve_device(opts.get("device", "cpu"))
     tasks = {read_card(r).task for r in runs}
     if len(tasks) > 1:
         raise CnnkitError(f"expected runs of one task, found {', '.join(sorted(tasks))}; evaluate them separately")

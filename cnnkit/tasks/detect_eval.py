@@ -135,11 +135,11 @@ class DetEvaluation:
         return out | ({"precision": m["precision"], "recall_points": m["recall_points"]} if curves else {})
 
 
-def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", data_dir: str | None = None
-                 ) -> DetEvaluation:  # fmt: skip
+def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", data_dir: str | None = None,
+                 device: str = "cpu") -> DetEvaluation:  # fmt: skip
     """Detect on the ``split`` of the run's own data (checked against the run's record), or of ``data``."""
     card, splits, ds = run_split(Detect(), run, split, data)
-    predictor = DetectPredictor.from_run(run)
+    predictor = DetectPredictor.from_run(run, device)
     return DetEvaluation(
         Path(run), split, splits.source, card.classes, ds, predict_detections(predictor.model, ds, predictor.normalize)
     )
@@ -174,11 +174,12 @@ def evaluate_command(
     tta: bool = False,
     predictions: str | None = None,
     gallery: str | None = None,
+    device: str = "cpu",
 ) -> list[tuple[dict[str, Any], str]]:
     """``cnnkit evaluate`` for detection runs, one at a time (no ensembles or TTA of boxes)."""
 
     def one(run: str) -> tuple[dict[str, Any], list[str]]:
-        ev = evaluate_run(run, data, split, data_dir)
+        ev = evaluate_run(run, data, split, data_dir, device)
         if not len(ev.data):
             raise CnnkitError(f"expected images in the {split} split of {ev.source!r}, found none")
         m = ev.metrics()

@@ -159,11 +159,11 @@ class LocEvaluation:
                 "iou_hit": IOU_HIT, "per_class": per_class}  # fmt: skip
 
 
-def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", data_dir: str | None = None
-                 ) -> LocEvaluation:  # fmt: skip
+def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", data_dir: str | None = None,
+                 device: str = "cpu") -> LocEvaluation:  # fmt: skip
     """Predict the ``split`` of the run's own data (checked against the run's record), or of ``data``."""
     card, splits, ds = run_split(Localize(), run, split, data)
-    predictor = BoxPredictor.from_run(run)
+    predictor = BoxPredictor.from_run(run, device)
     out = predict_dataset(predictor.model, ds, predictor.normalize)
     return LocEvaluation(Path(run), split, splits.source, card.classes, ds, out.logits, out.boxes)
 
@@ -189,11 +189,12 @@ def evaluate_command(
     tta: bool = False,
     predictions: str | None = None,
     gallery: str | None = None,
+    device: str = "cpu",
 ) -> list[tuple[dict[str, Any], str]]:
     """``cnnkit evaluate`` for localisation runs, one at a time (no ensembles or TTA for boxes yet)."""
 
     def one(run: str) -> tuple[dict[str, Any], list[str]]:
-        ev = evaluate_run(run, data, split, data_dir)
+        ev = evaluate_run(run, data, split, data_dir, device)
         if not len(ev.data):
             raise CnnkitError(f"expected images in the {split} split of {ev.source!r}, found none")
         m = ev.metrics()

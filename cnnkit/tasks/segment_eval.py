@@ -166,10 +166,10 @@ class SegEvaluation:
                 "per_class": per_class}  # fmt: skip
 
 
-def evaluate_run(run: str | Path, data: str | None = None, split: str = "test") -> SegEvaluation:
+def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", device: str = "cpu") -> SegEvaluation:
     """Segment the ``split`` of the run's own data (checked against the run's record), or of ``data``."""
     card, splits, ds = run_split(Segment(), run, split, data)
-    predictor = SegmentPredictor.from_run(run)
+    predictor = SegmentPredictor.from_run(run, device)
     return SegEvaluation(Path(run), split, splits.source, card.classes, ds,
                          predict_instances(predictor.model, ds, predictor.normalize))  # fmt: skip
 
@@ -207,11 +207,12 @@ def evaluate_command(
     tta: bool = False,
     predictions: str | None = None,
     gallery: str | None = None,
+    device: str = "cpu",
 ) -> list[tuple[dict[str, Any], str]]:
     """``cnnkit evaluate`` for segmentation runs, one at a time (no ensembles or TTA of masks)."""
 
     def one(run: str) -> tuple[dict[str, Any], list[str]]:
-        ev = evaluate_run(run, data, split)
+        ev = evaluate_run(run, data, split, device)
         if not len(ev.data):
             raise CnnkitError(f"expected images in the {split} split of {ev.source!r}, found none")
         m = ev.metrics()

@@ -187,7 +187,8 @@ class Verify:
             raise CnnkitError("expected no --ensemble, --tta, --predictions or --gallery for verify runs, found one")
         results = []
         for run in runs:
-            m = evaluate_run(run, opts.get("data"), opts.get("split", "test"), opts.get("data_dir"))
+            m = evaluate_run(run, opts.get("data"), opts.get("split", "test"), opts.get("data_dir"),
+                             opts.get("device", "cpu"))  # fmt: skip
             write_json(Path(run) / f"eval_{m['split']}.json", json_safe({k: v for k, v in m.items()
                                                                          if k not in ("fpr", "tpr")}))  # fmt: skip
             results.append((m, format_metrics(m)))
@@ -232,10 +233,11 @@ class EmbeddingPredictor:
         return float(read_json(path)["threshold"])
 
 
-def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", data_dir: str | None = None
-                 ) -> dict[str, Any]:  # fmt: skip
-    """The run's verification figures on ``split``: the threshold from the validation pairs (saved to
-    ``verify.json``), then pair accuracy, ROC AUC, EER, TAR@FAR and one-shot identification accuracy."""
+def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", data_dir: str | None = None,
+                 device: str = "cpu") -> dict[str, Any]:  # fmt: skip
+    """The run's verification figures on ``split`` (the model on ``device``): the threshold from the validation
+    pairs (saved to ``verify.json``), then pair accuracy, ROC AUC, EER, TAR@FAR and one-shot identification
+    accuracy."""
     from ..data.splits import check_split
 
     run = Path(run)
@@ -248,7 +250,7 @@ def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", 
     splits = Verify().load_data(cfg)
     if data is None:
         check_split(card, run, splits, split)
-    pred = EmbeddingPredictor.from_run(run)
+    pred = EmbeddingPredictor.from_run(run, device)
     val_emb = embed_dataset(pred.model, splits.val, pred._images.normalize)
     val_pairs = sample_pairs(splits.val.labels, PAIRS, seed=0)
     threshold = best_threshold(pair_distances(val_emb, val_pairs), val_pairs.same)

@@ -105,3 +105,16 @@ def test_folder_run_predictions_name_files_and_tta_is_reported(cli, folder_run, 
 def test_runs_with_different_classes_cannot_be_combined(cli, digits_run, folder_run):
     code, _, err = cli("evaluate", digits_run, folder_run, "--ensemble")
     assert code == 2 and "classes" in err
+
+
+def test_device_flag_runs_where_asked_and_a_missing_gpu_is_one_line(cli, digits_run, tmp_path):
+    code, out, err = cli("evaluate", digits_run, "--device", "cpu", "--json", tmp_path / "cpu.json")
+    assert code == 0 and "top-1 accuracy" in out, err
+    assert cli("evaluate", digits_run, "--json", tmp_path / "auto.json")[0] == 0  # auto: the CPU on this machine
+    cpu, auto = (json.loads((tmp_path / f"{d}.json").read_text()) for d in ("cpu", "auto"))
+    assert cpu["top1_accuracy"] == auto["top1_accuracy"] and cpu["loss"] == pytest.approx(auto["loss"])
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: --device cuda would run")
+    code, out, err = cli("evaluate", digits_run, "--device", "cuda")
+    assert code == 2 and not out and len(err.strip().splitlines()) == 1
+    assert "CUDA" in err and "--device cpu" in err
