@@ -1,7 +1,8 @@
 """ONNX export of any task's model, checked against PyTorch right after writing.
 
 The run card (classes, preprocessing, task, input) travels inside the file as ONNX metadata
-(``metadata_props["cnnkit.card"]``), so the ``.onnx`` alone is enough to predict (:func:`cnnkit.deploy.load_onnx`).
+(``metadata_props["cnnkit.card"]``), so the ``.onnx`` alone is enough to predict (:func:`cnnkit.deploy.load_onnx`);
+a task may add its own entries (a verify run: its distance threshold, ``cnnkit.threshold``, and ``cnnkit.distance``).
 The batch axis is always dynamic. Height and width are dynamic when asked (``dynamic_size=True``, where the task
 and the model allow it): that uses the dynamo exporter, which keeps them dynamic unless the model's code fixes
 them, and checks the file at a second size. It is opt-in because it is slow: MobileNetV2 took 33 s against
@@ -90,9 +91,10 @@ def export_onnx(
         _check_dynamic_size(model, spec, exporter)
         exporter = "dynamo"
     x = real_inputs(predictor, images)  # Tensor[N, C, H, W] normalised
+    extra = spec.metadata(predictor) if spec.metadata is not None else {}
     start = time.perf_counter()
     proto, used, why = export_with_fallback(model, x, spec, exporter, dynamic_size)
-    add_metadata(proto, predictor.card, spec, used)
+    add_metadata(proto, predictor.card, spec, used, extra)
     data = proto.SerializeToString()
     diff, compared = difference(data, model, x, spec)
     diff = max(diff, _check_other_size(data, model, x, spec))
@@ -159,12 +161,13 @@ def export_proto(model: nn.Module, x: Tensor, spec: ExportSpec, exporter: str, s
         return onnx.load_from_string(buf.getvalue())
 
 
-def add_metadata(proto: Any, card: Any, spec: ExportSpec, exporter: str) -> None:
-    """The run card (classes, preprocessing, task, input) and the output names, as ONNX ``metadata_props``."""
+def add_metadata(proto: Any, card: Any, spec: ExportSpec, exporter: str, extra: dict[str, str] | None = None) -> None:
+    """The run card (classes, preprocessing, task, input), the output names and the task's ``extra`` entries (its
+    spec's ``metadata``), as ONNX ``metadata_props``."""
     from .. import __version__
 
     values = {CARD_KEY: json.dumps(card.to_dict()), "cnnkit.outputs": ",".join(spec.outputs),
-              "cnnkit.exporter": exporter, "cnnkit.version": __version__}  # fmt: skip
+              "cnnkit.exporter": exporter, "cnnkit.version": __version__, **(extra or {})}  # fmt: skip
     del proto.metadata_props[:]
     for key, value in values.items():
         entry = proto.metadata_props.add()

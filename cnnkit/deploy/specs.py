@@ -17,7 +17,7 @@ import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from torch import Tensor, nn
 
@@ -46,6 +46,8 @@ class ExportSpec:
         compare: (ONNX Runtime's outputs, PyTorch's) -> (the largest difference, what was compared, e.g. "over 37
             detections"); raises ``CnnkitError`` when they can't be compared (detections that differ in number).
             Default: every output elementwise, shapes equal.
+        metadata: the predictor -> more ONNX ``metadata_props`` entries of the task (verify: the threshold and its
+            distance), beside the run card; default none.
     """
 
     outputs: tuple[str, ...]
@@ -57,6 +59,7 @@ class ExportSpec:
     to_output: Callable[[Sequence[Tensor]], Any] = lambda outs: outs[0]
     wrapper: Callable[[nn.Module], nn.Module] | None = None
     compare: Callable[[Sequence[Tensor], Sequence[Tensor]], tuple[float, str]] | None = None
+    metadata: Callable[[Any], dict[str, str]] | None = None
 
     def wrap(self, model: nn.Module) -> nn.Module:
         """The model as the exporter sees it: plain tensors out (a NamedTuple becomes a tuple)."""
@@ -78,6 +81,20 @@ class _Flat(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         return tuple(self.model(x))
+
+
+class _Embeddings(nn.Module):
+    """An embedder whose output width is a constant of the graph: Tensor[B, C, H, W] -> Tensor[B, dim]. The
+    TorchScript exporter turns the ``expand_as`` inside ``F.normalize`` into a shape computed at run time, so the
+    file would declare its embedding width unknown; a reshape to (batch, dim) states it (the values are unchanged;
+    with -1 for the batch the exporter still lost the width)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.dim = model, cast(int, model.dim)  # an Embedder's width
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x).reshape(x.shape[0], self.dim)
 
 
 def _localizer_output(outs: Sequence[Tensor]) -> Any:
@@ -119,6 +136,16 @@ def _segment_spec() -> ExportSpec:
                                       names=SEGMENT_OUTPUTS))  # fmt: skip
 
 
+def _verify_metadata(predictor: Any) -> dict[str, str]:
+    """A verify run's decision rule, so the file alone can verify: ``cnnkit.threshold`` (same identity when the
+    distance is ≤ it), ``cnnkit.distance`` (``squared euclidean``, of the L2-normalised embeddings) and
+    ``cnnkit.threshold_chosen_on``; the preprocessing is the run card's (``cnnkit.card``)."""
+    record = predictor.threshold_record()  # the run's verify.json, computed on its validation pairs if missing
+    return {"cnnkit.threshold": repr(float(record["threshold"])), "cnnkit.distance": str(record["distance"]),
+            "cnnkit.threshold_chosen_on": str(record.get("chosen_on", "")),
+            "cnnkit.same_when": "distance(a, b) <= threshold"}  # fmt: skip
+
+
 # specs built when first asked for (the detectors' modules load torchvision's detection code)
 LAZY_SPECS: dict[str, Callable[[], ExportSpec]] = {"detect": _detect_spec, "segment": _segment_spec}
 
@@ -126,6 +153,13 @@ SPECS: dict[str, ExportSpec] = {
     "classify": ExportSpec(outputs=("logits",)),
     "localize": ExportSpec(
         outputs=("logits", "boxes"), predictor="cnnkit.tasks.localize_eval:BoxPredictor", to_output=_localizer_output
+    ),
+    # embedding networks: normalised images Tensor[N, C, H, W] -> L2-normalised embeddings Tensor[N, D]
+    "verify": ExportSpec(
+        outputs=("embeddings",),
+        predictor="cnnkit.tasks.verify:EmbeddingPredictor",
+        wrapper=_Embeddings,
+        metadata=_verify_metadata,
     ),
 }
 

@@ -196,14 +196,19 @@ class Verify:
 
 
 class EmbeddingPredictor:
-    """A trained embedder with its preprocessing: ``embed(images) -> Tensor[N, dim]`` (``cnnkit.load``)."""
+    """A trained embedder with its preprocessing: ``embed(images) -> Tensor[N, dim]`` (``cnnkit.load``).
 
-    def __init__(self, model: nn.Module, card: RunCard, run_dir: Path, device: str = "cpu") -> None:
+    ``run_dir`` is None when the model came from an exported ``.onnx`` file (``cnnkit.deploy.load_onnx``): it
+    embeds, but the threshold lives in the file's metadata, not in a run (``cnnkit.threshold``).
+    """
+
+    def __init__(self, model: nn.Module, card: RunCard, run_dir: Path | None = None, device: str = "cpu") -> None:
         from ..predict import Predictor
 
         self.run_dir, self.card = run_dir, card
         self._images = Predictor(model, card, device)  # its preprocessing (resize, channels, normalisation)
-        self.model, self.classes = self._images.model, card.classes
+        self.model, self.classes, self.device = self._images.model, card.classes, self._images.device
+        self.to_tensor, self.normalize = self._images.to_tensor, self._images.normalize  # what `cnnkit export` uses
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str = "cpu") -> EmbeddingPredictor:
@@ -222,15 +227,39 @@ class EmbeddingPredictor:
     @torch.no_grad()
     def embed(self, images: list[Any], batch_size: int = 256) -> Tensor:
         """images (paths, arrays, PIL images or uint8 tensors) -> Tensor[N, dim] L2-normalised."""
-        x = torch.stack([self._images.to_tensor(im) for im in images])
-        return torch.cat([self.model(self._images.normalize(b)).float().cpu() for b in x.split(batch_size)])
+        x = torch.stack([self.to_tensor(im) for im in images])
+        return torch.cat([self.model(self.normalize(b)).float().cpu() for b in x.split(batch_size)])
+
+    def predict(self, images: Any, topk: int = 1) -> list:
+        """Refused: a verify model gives embeddings, not classes (``cnnkit predict`` and the ONNX predictor ask it).
+
+        Raises:
+            CnnkitError: always, saying what to use instead.
+        """
+        raise CnnkitError(
+            "expected a run that predicts classes or objects, found a verify run (its model maps an image to an"
+            " embedding); compare two images with `cnnkit verify RUN A B`, or embed them with"
+            " `cnnkit.load(RUN).embed(images)` (an exported file: `cnnkit.deploy.load_onnx(FILE).embed(images)`)"
+        )
+
+    def threshold_record(self) -> dict[str, Any]:
+        """``verify.json``: ``threshold`` (same identity when the squared distance is ≤ it), ``distance`` and
+        ``chosen_on``; chosen on the validation pairs and saved on first use.
+
+        Raises:
+            CnnkitError: a predictor without a run directory (from an exported file).
+        """
+        if self.run_dir is None:
+            raise CnnkitError("expected a verify run directory for its threshold, found an exported model; read"
+                              " the threshold from the .onnx file's metadata (cnnkit.threshold)")  # fmt: skip
+        path = self.run_dir / THRESHOLD_FILE
+        if not path.is_file():
+            evaluate_run(self.run_dir, device=str(self.device))  # writes it
+        return read_json(path)
 
     def threshold(self) -> float:
         """The distance threshold chosen on the validation pairs (computed and saved on first use)."""
-        path = self.run_dir / THRESHOLD_FILE
-        if not path.is_file():
-            evaluate_run(self.run_dir)  # writes it
-        return float(read_json(path)["threshold"])
+        return float(self.threshold_record()["threshold"])
 
 
 def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", data_dir: str | None = None,
@@ -251,13 +280,13 @@ def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", 
     if data is None:
         check_split(card, run, splits, split)
     pred = EmbeddingPredictor.from_run(run, device)
-    val_emb = embed_dataset(pred.model, splits.val, pred._images.normalize)
+    val_emb = embed_dataset(pred.model, splits.val, pred.normalize)
     val_pairs = sample_pairs(splits.val.labels, PAIRS, seed=0)
     threshold = best_threshold(pair_distances(val_emb, val_pairs), val_pairs.same)
     write_json(run / THRESHOLD_FILE, {"threshold": threshold, "distance": "squared euclidean",
                                       "chosen_on": f"{2 * PAIRS} validation pairs"})  # fmt: skip
     ds = getattr(splits, split)
-    emb = embed_dataset(pred.model, ds, pred._images.normalize)
+    emb = embed_dataset(pred.model, ds, pred.normalize)
     pairs = sample_pairs(ds.labels, PAIRS, seed=1)
     m = verification_metrics(pair_distances(emb, pairs), pairs.same, threshold)
     idents = sorted(set(ds.labels.tolist()))

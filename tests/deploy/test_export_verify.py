@@ -1,0 +1,57 @@
+"""ONNX export of a verify run: normalised images Tensor[N, C, H, W] -> L2-normalised embeddings Tensor[N, D], the
+batch axis dynamic, the run's distance threshold in the metadata; the predictors refuse to classify in one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import torch
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from cnnkit.deploy import load_onnx, load_predictor
+from cnnkit.deploy.onnx_backend import session
+from tests.verification.conftest import run  # noqa: F401 - the shared verify run
+
+
+def _digits(n: int) -> list[np.ndarray]:
+    """The first ``n`` of scikit-learn's digits as 8×8 uint8 images."""
+    return [(im * 16).clip(0, 255).astype(np.uint8) for im in load_digits().images[:n]]
+
+
+def test_a_verify_run_exports_its_embeddings_and_threshold(run, dcli, tmp_path):  # noqa: F811
+    out = tmp_path / "verify.onnx"
+    code, text, err = dcli("export", run, "--out", out)
+    assert code == 0, err
+    assert "torchscript exporter" in text and float(text.rsplit("max difference ", 1)[1].split()[0]) < 1e-4
+    proto = onnx.load(out)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    record = json.loads((run / "verify.json").read_text())  # chosen on the validation pairs
+    assert float(meta["cnnkit.threshold"]) == record["threshold"] and meta["cnnkit.distance"] == "squared euclidean"
+    card = json.loads(meta["cnnkit.card"])
+    assert card["task"] == "verify" and card["preprocessing"]["mode"] == "L" and card["preprocessing"]["resize"]
+    dims = proto.graph.output[0].type.tensor_type.shape.dim
+    assert [o.name for o in proto.graph.output] == ["embeddings"]
+    assert dims[0].dim_param == "batch" and dims[1].dim_value == card["task_fields"]["embedding_dim"]
+
+    eager, images = load_predictor(run), _digits(5)  # batch 5: not the 2 it was exported with
+    x = eager.normalize(torch.stack([eager.to_tensor(im) for im in images]))
+    got = torch.from_numpy(session(out, threads=1).run(None, {"image": x.numpy()})[0])
+    with torch.no_grad():
+        want = eager.model(x)
+    assert got.shape == want.shape and (got - want).abs().max() < 1e-4
+    assert torch.allclose(got.norm(dim=1), torch.ones(len(images)), atol=1e-5)
+    assert torch.allclose(load_onnx(out).embed(images), eager.embed(images), atol=1e-4)  # the file's predictor
+
+
+def test_predict_on_a_verify_run_or_its_file_is_one_line(run, dcli, tmp_path):  # noqa: F811
+    image = tmp_path / "seven.png"
+    Image.fromarray(_digits(8)[7]).save(image)
+    out = tmp_path / "verify.onnx"
+    assert dcli("export", run, "--out", out)[0] == 0
+    for source in (run, out):
+        code, text, err = dcli("predict", source, image)
+        assert code == 2 and not text and len(err.strip().splitlines()) == 1, err
+        assert "verify run" in err and "embed" in err
