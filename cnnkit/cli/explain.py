@@ -54,18 +54,22 @@ def run_explain(args: argparse.Namespace) -> int:
     from ..explain.preflight import preflight
     from ..explain.summary import format_table, summarize
     from ..explain.svg import write_svg
-    from ..explain.targets import frozen_groups, group_table, load_target
+    from ..explain.targets import explained_part, frozen_groups, group_table, load_target
 
     model, shape, label = load_target(args.target, args.input, args.num_classes)
     frozen = frozen_groups(args.target)
     set_frozen(model, frozen)  # the totals' trainable count then matches the run
-    preflight(model, shape, strict=args.strict)
-    summary = summarize(model, shape, name=label)
+    net, part, note = explained_part(model)  # a detector or Mask R-CNN: its backbone
+    preflight(net, shape, strict=args.strict)
+    summary = summarize(net, shape, name=f"{label}, {part}" if part else label)
     if args.svg:
         write_svg(summary, args.svg)
     if args.json:
-        print(json.dumps({**summary.to_dict(), "frozen_groups": frozen}, indent=2))
+        said = {"explained": part, "note": note} if part else {}
+        print(json.dumps({**summary.to_dict(), "frozen_groups": frozen, **said}, indent=2))
         return 0
+    if note:
+        print(note)
     print(format_table(summary))
     if frozen:
         print(group_table(model, frozen))
@@ -78,9 +82,11 @@ def run_visualize(args: argparse.Namespace) -> int:
     import torch
 
     from ..explain import visualize as vis
+    from ..explain.targets import require_classifier
     from ..io import check_output
     from ..predict import Predictor
 
+    require_classifier(args.run, "visualize", "Grad-CAM and occlusion follow one class score of a classifier")
     pred = Predictor.from_run(args.run, device="cpu")
     model, classes = pred.model.eval(), pred.classes
     x = pred.normalize(pred.to_tensor(args.image)[None].to(pred.device)).float()  # [1, C, H, W]

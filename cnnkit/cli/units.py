@@ -38,6 +38,7 @@ def add_units_arguments(parser: argparse.ArgumentParser) -> None:
 def run_units(args: argparse.Namespace) -> int:
     """Search the split, project the top units, write the figure; print its path. Returns the exit status."""
     from ..errors import CnnkitError
+    from ..explain.targets import require_classifier
     from ..explain.units import find_units, plot_units, run_images
     from ..predict import Predictor
 
@@ -45,6 +46,7 @@ def run_units(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise CnnkitError(f"expected --{flag.replace('_', '-')} ≥ 1, found {value}")
+    require_classifier(args.run, "visualize units", "it rebuilds the run as a classifier; other tasks not yet")
     pred = Predictor.from_run(args.run, device="cpu")
     images = run_images(args.run, args.split, args.data)[: args.limit]
     model = pred.model.eval()

@@ -131,6 +131,9 @@ class TorchvisionDetector(nn.Module):
         anchors: k-means anchors Tensor[B, 2] (pixels), whose sizes the anchor-based kinds use; None: from the size.
     """
 
+    # what `cnnkit explain` traces: images -> the map the heads read (proposals and NMS have data-dependent shapes)
+    explain_part = "detector.backbone"
+
     def __init__(self, kind: str, backbone: nn.Module, num_classes: int, anchors: Tensor | None = None) -> None:
         super().__init__()
         image_size = tuple(backbone.default_input[1:])

@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..models import create_model, model_info, parameter_groups
+from ..errors import CnnkitError
+from ..models import count_parameters, create_model, model_info, parameter_groups
 from ..runcard import InputSpec, read_card
 from .preflight import parse_input
 
@@ -34,6 +35,38 @@ def load_target(
     shape = shape or model_info(target).default_input
     with torch.device("meta"):
         return create_model(target, num_classes=num_classes, in_chans=shape[0]), shape, target
+
+
+def explained_part(model: nn.Module) -> tuple[nn.Module, str, str]:
+    """(what to trace, its dotted name, a note) for ``model``: the model itself (name and note ""), or, for a model
+    whose ``explain_part`` names a submodule (torchvision's detectors, Mask R-CNN: their proposals, RoI heads and
+    NMS have data-dependent shapes, so no meta-device pass goes through them), that part of it: images Tensor[N, C,
+    H, W] -> the feature map the heads read."""
+    name = getattr(model, "explain_part", None)
+    if not name:
+        return model, "", ""
+    part = model.get_submodule(name)
+    rest = count_parameters(model) - count_parameters(part)
+    note = (
+        f"explaining {name} (images -> the feature map its heads read) of this {type(model).__name__}; the rest"
+        f" ({rest:,} parameters: proposals, RoI heads, NMS) works on data-dependent boxes and is not traced"
+    )
+    return part, name, note
+
+
+def require_classifier(run: str | Path, command: str, why: str) -> None:
+    """Refuse a run of another task than classify for ``command``, saying ``why`` (the commands that rebuild the
+    run as a classifier: ``visualize``, ``visualize units``).
+
+    Raises:
+        CnnkitError: naming the run's task and what does explain it.
+    """
+    task = read_card(run).task
+    if task != "classify":
+        raise CnnkitError(
+            f"expected a classify run for `cnnkit {command}` ({why}), found a {task} run; `cnnkit explain {run}`"
+            " gives its layers, shapes and receptive fields"
+        )
 
 
 def frozen_groups(target: str) -> list[str]:

@@ -71,6 +71,8 @@ class MaskRCNNModel(nn.Module):
     """
 
     kind = KIND
+    # what `cnnkit explain` traces: images -> the feature map (the RPN and RoI heads have data-dependent shapes)
+    explain_part = "net.backbone"
 
     def __init__(self, backbone: nn.Module, num_classes: int, image_size: tuple[int, int]) -> None:
         super().__init__()

@@ -89,3 +89,16 @@ def test_a_few_steps_of_training_then_evaluate(kind, det_scenes, tmp_path, capsy
     assert main(["evaluate", str(run), "--json", str(tmp_path / "m.json")]) == 0
     m = json.loads((tmp_path / "m.json").read_text())
     assert 0 <= m["map_50"] <= 1 and m["n"] == 8
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_explain_traces_the_backbone_of_each_kind(kind):
+    from cnnkit.explain.summary import summarize
+    from cnnkit.explain.targets import explained_part
+
+    with torch.device("meta"):  # as `cnnkit explain RUN` builds it: no weights allocated
+        model = build_detector(f"{kind}_smallcnn", 3, (32, 32), anchors=ANCHORS)
+    net, name, note = explained_part(model)
+    assert name == "detector.backbone" and net is model.detector.backbone and "not traced" in note
+    s = summarize(net, (3, 32, 32))
+    assert s.rows[-1].name == "lateral.2" and s.output == (128, 8, 8)  # the 1×1 lateral layer, stride 4

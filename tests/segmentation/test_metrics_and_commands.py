@@ -162,3 +162,18 @@ def test_another_zoo_backbone_trains_and_a_wrong_name_is_one_clear_line():
     with pytest.raises(CnnkitError, match=r"maskrcnn_<backbone>.*found 'yolo_smallcnn'") as e:
         build_segmenter("yolo_smallcnn", 2, (64, 64))
     assert "\n" not in str(e.value)
+
+
+def test_explain_traces_the_backbone_and_the_class_score_figures_refuse_in_one_line(seg_run, seg_scenes, cli, tmp_path):
+    code, out, err = cli("explain", seg_run)
+    assert code == 0, err
+    assert out.startswith("explaining net.backbone (images -> the feature map") and "not traced" in out
+    assert "net.backbone: input 48×48×3" in out and "output 12×12×128" in out  # smallcnn's map: stride 4
+    code, out, err = cli("explain", seg_run, "--json")
+    assert code == 0 and json.loads(out)["explained"] == "net.backbone" and json.loads(out)["output"] == [128, 12, 12]
+    image = sorted((seg_scenes / "images").rglob("*.png"))[0]
+    refused = (("visualize", seg_run, image, "--out", tmp_path / "vis"), ("visualize-units", seg_run, "--layer", "x"))
+    for args in refused:
+        code, out, err = cli(*args)
+        assert code == 2 and not out and len(err.strip().splitlines()) == 1, err
+        assert "expected a classify run" in err and "found a segment run" in err and "cnnkit explain" in err
