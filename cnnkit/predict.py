@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torch import Tensor, nn
 
-from .data.images import ONE_IMAGE, BadImageError, pil_to_tensor, read_image, to_mode
+from .data.images import ONE_IMAGE, BadImageError, pixels, read_image, resize, to_mode
 from .engine.checkpoint import load_weights
 from .models import create_model
 from .runcard import InputSpec, RunCard, model_path, read_card
@@ -92,34 +93,47 @@ class Predictor:
         )
         return cls(model, card, device)
 
-    def _resize_crop_pil(self, im: Image.Image) -> Image.Image:
-        """Published weights' preprocessing: the shorter side resized, then the centre crop, in Pillow (several
-        times faster than on a tensor; the reference ImageNet evaluation resizes in Pillow too)."""
+    def _resize_crop(self, image: Tensor) -> Tensor:
+        """Published weights' preprocessing: uint8 Tensor[C, H, W] -> its shorter side resized to ``resize_shorter``
+        (the longer side rounded as Pillow's evaluation scripts do), then the centre crop Tensor[C, *center_crop]."""
         pre = self.card.preprocessing
-        resample = Image.Resampling.BICUBIC if pre.get("interpolation") == "bicubic" else Image.Resampling.BILINEAR
-        w, h = im.size
+        h, w = image.shape[-2:]
         scale = pre["resize_shorter"] / min(w, h)
-        im = im.resize((max(1, round(w * scale)), max(1, round(h * scale))), resample)
-        (ch, cw), (w, h) = self.crop, im.size
-        top, left = round((h - ch) / 2.0), round((w - cw) / 2.0)
-        return im.crop((left, top, left + cw, top + ch))
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        return TF.center_crop(resize(image, size, pre.get("interpolation", "bilinear")), list(self.crop))
+
+    def _pixels(self, image: Image.Image | np.ndarray | Tensor) -> Tensor:
+        """One decoded image -> uint8 Tensor[in_chans, H, W] in any memory layout (a view of ``image`` when it is a
+        uint8 array or tensor with the model's channels, or one grey channel for an RGB model, as Pillow repeats it);
+        anything else goes through Pillow's :func:`to_mode`, as training did."""
+        if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim in (2, 3):
+            a = image if image.flags.writeable else image.copy()  # torch warns about read-only arrays
+            image = torch.from_numpy(a)[None] if a.ndim == 2 else torch.from_numpy(a).permute(2, 0, 1)
+        usable = (1, self.in_chans)  # channel counts taken as they are
+        if isinstance(image, Tensor) and image.dtype == torch.uint8 and image.ndim == 3 and len(image) in usable:
+            return image.expand(self.in_chans, -1, -1)
+        if isinstance(image, Tensor):
+            image = image.numpy().transpose(1, 2, 0).squeeze() if image.ndim == 3 else image.numpy()
+        if isinstance(image, np.ndarray):
+            image = Image.fromarray(np.asarray(image, dtype=np.uint8))
+        return pixels(to_mode(image, self.in_chans))
 
     def to_tensor(self, image: ImageLike) -> Tensor:
-        """One image (path, Pillow image, HxW[xC] uint8 array, or uint8 Tensor[C, H, W]) -> uint8 Tensor[C, H, W],
-        resized (and centre-cropped for published weights) in Pillow."""
+        """One image (path, Pillow image, HxW[xC] uint8 array, or uint8 Tensor[C, H, W]) -> contiguous uint8
+        Tensor[C, H, W], resized (and centre-cropped for published weights) with :func:`~cnnkit.data.images.resize`
+        (within one grey level of Pillow's resize)."""
         path = image if isinstance(image, (str, Path)) else None
         if path is not None:
             image = read_image(path, ONE_IMAGE, shorter=self.card.preprocessing.get("resize_shorter") or min(self.size))
-        elif isinstance(image, Tensor):
-            image = Image.fromarray(image.numpy().transpose(1, 2, 0).squeeze() if image.ndim == 3 else image.numpy())
-        elif isinstance(image, np.ndarray):
-            image = Image.fromarray(np.asarray(image, dtype=np.uint8))
         try:
-            if self.crop:
-                return pil_to_tensor(self._resize_crop_pil(to_mode(image, self.in_chans)), self.in_chans, None)
-            return pil_to_tensor(image, self.in_chans, self.size)
+            t = self._pixels(image)
         except (ValueError, OSError) as e:  # pixels that can't be converted (NaN floats, a broken palette)
             raise BadImageError(path or "the image given", str(e) or type(e).__name__, ONE_IMAGE) from None
+        out = (self._resize_crop(t) if self.crop else resize(t, self.size)).contiguous()
+        borrowed = isinstance(image, (np.ndarray, Tensor))  # a Pillow image's pixels are a copy already
+        if borrowed and out.untyped_storage().data_ptr() == t.untyped_storage().data_ptr():
+            return out.clone()  # never the caller's own memory
+        return out
 
     @torch.no_grad()
     def batches(self, images: Iterable[ImageLike], batch_size: int = 64) -> Iterator[Tensor]:

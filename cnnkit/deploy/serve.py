@@ -28,8 +28,8 @@ PREDICT = "/predict"
 
 
 def decode_upload(data: bytes, in_chans: int | None = None) -> Image.Image:
-    """Uploaded bytes -> the upright Pillow image (the predictor resizes and crops it in Pillow, with no tensor in
-    between); anything but a complete, safe image raises BadImageError. ``in_chans`` is accepted and unused: the
+    """Uploaded bytes -> the upright Pillow image (the predictor takes its pixels once and resizes them as a
+    tensor); anything but a complete, safe image raises BadImageError. ``in_chans`` is accepted and unused: the
     predictor converts the mode."""
     return read_image(io.BytesIO(data))
 
