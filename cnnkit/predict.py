@@ -135,9 +135,9 @@ class Predictor:
             return out.clone()  # never the caller's own memory
         return out
 
-    @torch.no_grad()
     def batches(self, images: Iterable[ImageLike], batch_size: int = 64) -> Iterator[Tensor]:
-        """Decoded uint8 batches Tensor[B, C, H, W], ``batch_size`` images at a time (memory stays bounded)."""
+        """Decoded uint8 batches Tensor[B, C, H, W], ``batch_size`` images at a time (memory stays bounded). No
+        autograd context of its own: nothing here has a gradient, and a no_grad generator re-enters it per batch."""
         chunk: list[Tensor] = []
         for im in images:
             chunk.append(self.to_tensor(im))
@@ -147,7 +147,7 @@ class Predictor:
         if chunk:
             yield torch.stack(chunk)
 
-    @torch.no_grad()  # `batches` is a generator: its own no_grad covers only its frame, not the model call here
+    @torch.no_grad()  # the model call builds no autograd graph
     def predict_proba(self, images: Iterable[ImageLike], batch_size: int = 64) -> Tensor:
         """images -> class probabilities Tensor[N, num_classes], decoded and run ``batch_size`` at a time."""
         out = [torch.softmax(self.model(self.normalize(b)).float(), 1).cpu() for b in self.batches(images, batch_size)]
