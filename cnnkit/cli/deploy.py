@@ -48,11 +48,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_serve)
 
 
-def _predictor(args: argparse.Namespace, backend: str = "eager", allow_random: bool = False):
+def _predictor(args: argparse.Namespace, backend: str = "eager", allow_random: bool = False, predicting: bool = False):
     from ..deploy import load_predictor
 
     return load_predictor(args.run, model=args.model, pretrained=args.pretrained, weights=args.weights,
-                          backend=backend, allow_random=allow_random)  # fmt: skip
+                          backend=backend, allow_random=allow_random, predicting=predicting)  # fmt: skip
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -101,7 +101,7 @@ def run_bench(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     from ..deploy.serve import serve
 
-    predictor = _predictor(args, backend=args.backend)
+    predictor = _predictor(args, backend=args.backend, predicting=True)
     if args.backend == "onnxruntime":  # torch only preprocesses here: one thread, no OpenMP wake-ups per request
         import torch
 

@@ -46,7 +46,7 @@ def predictor_for(args: argparse.Namespace) -> tuple[Any, list[str]]:
         if not images:
             raise CnnkitError(f"expected image files after {args.paths[0]!r}, found none")
         pred = load_predictor(run, model=args.model, pretrained=args.pretrained, weights=args.weights,
-                              backend=backend)  # fmt: skip
+                              backend=backend, predicting=True)  # fmt: skip
         return pred, images
     if args.model is None:
         if args.pretrained or args.weights:

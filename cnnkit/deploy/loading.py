@@ -24,17 +24,20 @@ def load_predictor(
     backend: str = "eager",
     allow_random: bool = False,
     log: Any = None,
+    predicting: bool = False,
 ) -> Any:
     """The predictor of ``run`` (a run directory or an ``.onnx`` file) or of ``model`` on ``backend``.
 
     With ``backend="onnxruntime"`` a run is exported once to ``RUN/model.onnx`` (again when its weights are newer),
     published weights to the cache (``~/.cache/cnnkit/onnx``); ``log`` (default stderr) says so.
+    ``predicting`` (`cnnkit predict`, `cnnkit serve`): a model that gives no predictions (a verify run's embedder)
+    is refused here, before anything is exported or served.
     """
     if backend not in BACKENDS:
         raise CnnkitError(f"expected a backend among {', '.join(BACKENDS)}, found {backend!r}")
     if run is not None and str(run).endswith(".onnx"):
-        return load_onnx(run)  # an exported file runs in ONNX Runtime whatever the backend says
-    eager = _eager(run, model, pretrained, weights, allow_random)
+        return _checked(load_onnx(run), predicting)  # an exported file runs in ONNX Runtime whatever the backend
+    eager = _checked(_eager(run, model, pretrained, weights, allow_random), predicting)
     if backend == "eager":
         return eager
     out = _onnx_path(run, model, pretrained)
@@ -45,6 +48,13 @@ def load_predictor(
         result = export_onnx(eager, out)
         (log or (lambda s: print(s, file=sys.stderr)))(result.describe())
     return load_onnx(out)
+
+
+def _checked(predictor: Any, predicting: bool) -> Any:
+    """``predictor`` as is, unless it is asked to predict and cannot (its ``predict`` then raises its one line)."""
+    if predicting and not getattr(predictor, "predicts", True):
+        predictor.predict([])
+    return predictor
 
 
 def _eager(run: Any, model: str | None, pretrained: bool, weights: str | None, allow_random: bool) -> Any:

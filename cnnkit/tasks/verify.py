@@ -202,6 +202,8 @@ class EmbeddingPredictor:
     embeds, but the threshold lives in the file's metadata, not in a run (``cnnkit.threshold``).
     """
 
+    predicts = False  # no classes or objects: `cnnkit predict` and `cnnkit serve` refuse it before they start
+
     def __init__(self, model: nn.Module, card: RunCard, run_dir: Path | None = None, device: str = "cpu") -> None:
         from ..predict import Predictor
 

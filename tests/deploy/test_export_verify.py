@@ -55,3 +55,9 @@ def test_predict_on_a_verify_run_or_its_file_is_one_line(run, dcli, tmp_path):  
         code, text, err = dcli("predict", source, image)
         assert code == 2 and not text and len(err.strip().splitlines()) == 1, err
         assert "verify run" in err and "embed" in err
+    code, _, err = dcli("predict", run, image, "--backend", "onnxruntime")
+    assert code == 2 and "verify run" in err
+    assert not (run / "model.onnx").exists()  # refused before an export it could not use
+    for source in (run, out):  # serve refuses before it binds a port (a free one: it must not get that far)
+        code, _, err = dcli("serve", source, "--port", "0")
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "verify run" in err, err
