@@ -20,7 +20,7 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torch import Tensor, nn
 
-from .data.images import ONE_IMAGE, BadImageError, pixels, read_image, resize, to_mode
+from .data.images import ONE_IMAGE, BadImageError, contiguous, pixels, read_image, resize, to_mode
 from .engine.checkpoint import load_weights
 from .models import create_model
 from .runcard import InputSpec, RunCard, model_path, read_card
@@ -129,7 +129,7 @@ class Predictor:
             t = self._pixels(image)
         except (ValueError, OSError) as e:  # pixels that can't be converted (NaN floats, a broken palette)
             raise BadImageError(path or "the image given", str(e) or type(e).__name__, ONE_IMAGE) from None
-        out = (self._resize_crop(t) if self.crop else resize(t, self.size)).contiguous()
+        out = contiguous(self._resize_crop(t) if self.crop else resize(t, self.size))
         borrowed = isinstance(image, (np.ndarray, Tensor))  # a Pillow image's pixels are a copy already
         if borrowed and out.untyped_storage().data_ptr() == t.untyped_storage().data_ptr():
             return out.clone()  # never the caller's own memory

@@ -125,7 +125,7 @@ def pil_to_tensor(im: Image.Image, in_chans: int, size: tuple[int, int] | None) 
     (bilinear with antialiasing, see :func:`resize`)."""
     im = to_mode(im, in_chans)
     if size is not None:
-        return resize(pixels(im), size).contiguous()
+        return contiguous(resize(pixels(im), size))
     a = np.asarray(im)
     return torch.from_numpy(np.array(a[None] if a.ndim == 2 else a.transpose(2, 0, 1), order="C"))  # one copy
 
@@ -136,6 +136,16 @@ def pixels(im: Image.Image) -> Tensor:
     a = np.asarray(im).copy()  # asarray is a read-only view of Pillow's packed bytes; the copy is a plain memcpy
     t = torch.from_numpy(a)
     return t[None] if a.ndim == 2 else t.permute(2, 0, 1)
+
+
+def contiguous(image: Tensor) -> Tensor:
+    """``image`` laid out as its shape says (C×H×W), copied if it is not: on the CPU through numpy, whose strided
+    uint8 copy from channels-last takes about half the time of ``Tensor.contiguous`` here."""
+    if image.is_contiguous():
+        return image
+    if image.device.type != "cpu":
+        return image.contiguous()
+    return torch.from_numpy(np.ascontiguousarray(image.numpy()))
 
 
 def resize(image: Tensor, size: tuple[int, int], interpolation: str = "bilinear") -> Tensor:
