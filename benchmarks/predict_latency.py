@@ -25,15 +25,20 @@ from cnnkit.predict import Predictor
 from cnnkit.runcard import InputSpec, RunCard
 
 
-def timed(fn, repeat: int) -> float:
-    for _ in range(20):
-        fn()
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
+def timed(fns: list, repeat: int, block: int = 10) -> list[float]:
+    """Median seconds per call of each of ``fns``, timed alternately ``block`` calls at a time (so a change in the
+    machine's load while it runs touches all of them alike), ``repeat`` calls each after 20 warm-up calls."""
+    for fn in fns:
+        for _ in range(20):
+            fn()
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(max(1, repeat // block)):
+        for fn, out in zip(fns, samples):
+            for _ in range(block):
+                t0 = time.perf_counter()
+                fn()
+                out.append(time.perf_counter() - t0)
+    return [statistics.median(s) for s in samples]
 
 
 def main() -> None:
@@ -52,9 +57,12 @@ def main() -> None:
             paths.append(Path(tmp) / f"{i}.png")
             Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8), "L").save(paths[-1])
         x = predictor.normalize(predictor.to_tensor(paths[0])[None])
-        with torch.no_grad():
-            direct = timed(lambda: model(x), args.repeat)
-        full = timed(lambda: predictor.predict([paths[0]]), args.repeat)
+
+        @torch.no_grad()
+        def bare() -> torch.Tensor:
+            return model(x)
+
+        direct, full = timed([bare, lambda: predictor.predict([paths[0]])], args.repeat)
         t0 = time.perf_counter()
         predictor.predict(paths)
         folder = len(paths) / (time.perf_counter() - t0)
