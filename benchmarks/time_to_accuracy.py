@@ -12,9 +12,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from cnnkit.config import build_config
 from cnnkit.engine import Trainer
 from cnnkit.evaluate.metrics import classification_metrics, collect_logits
+from cnnkit.machine import cpu_name
 from cnnkit.tasks.classify import Classify
 
 
@@ -49,6 +52,7 @@ def main() -> None:
         trainer = TimedTrainer(cfg, Path(tmp), Classify(), log=print, progress=False)
         trainer.fit()
     print(f"\nrecipe {args.recipe}: {cfg.model.name}, {cfg.train.epochs} epochs, batch {cfg.train.batch_size}")
+    print(f"CPU: {cpu_name()}, {torch.get_num_threads()} threads, {trainer.dtype} ({trainer.precision_reason})")
     for target in args.targets:
         hit = next(((e, s) for e, s, a in trainer.points if a >= target), None)
         best = max(a for _, _, a in trainer.points)
