@@ -52,7 +52,8 @@ def main() -> None:
         trainer = TimedTrainer(cfg, Path(tmp), Classify(), log=print, progress=False)
         trainer.fit()
     print(f"\nrecipe {args.recipe}: {cfg.model.name}, {cfg.train.epochs} epochs, batch {cfg.train.batch_size}")
-    print(f"CPU: {cpu_name()}, {torch.get_num_threads()} threads, {trainer.dtype} ({trainer.precision_reason})")
+    precision = str(trainer.dtype or torch.float32).replace("torch.", "")
+    print(f"CPU: {cpu_name()}, {torch.get_num_threads()} threads, {precision} ({trainer.precision_reason})")
     for target in args.targets:
         hit = next(((e, s) for e, s, a in trainer.points if a >= target), None)
         best = max(a for _, _, a in trainer.points)
