@@ -31,6 +31,17 @@ def run_split(task: Any, run: str | Path, split: str, data: str | None = None) -
     return card, splits, getattr(splits, split)
 
 
+def split_metrics(ev: Any, split: str) -> dict[str, Any]:
+    """``ev.metrics()`` of a box task's evaluation (``data``, ``source``, ``metrics()``) of the ``split``.
+
+    Raises:
+        CnnkitError: the split held no images.
+    """
+    if not len(ev.data):
+        raise CnnkitError(f"expected images in the {split} split of {ev.source!r}, found none")
+    return ev.metrics()
+
+
 # (metrics, extra lines) of one run, from its path and the evaluate options
 EvaluateOne = Callable[[str], tuple[dict[str, Any], list[str]]]
 

@@ -17,13 +17,12 @@ from ..detection.data import DetectionImages
 from ..detection.metrics import coco_ground_truth, coco_results, mean_average_precision
 from ..drawing import draw_boxes, image_grid
 from ..engine.checkpoint import load_weights
-from ..errors import CnnkitError
 from ..evaluate.report import FILES, config_blocks, render_html, render_markdown, training_blocks
 from ..evaluate.tables import fmt, text_table
 from ..io import save_figure, write_json, write_text
 from ..predict import ImageLike, Predictor
 from ..runcard import model_path, read_card
-from .common import evaluate_each, run_split
+from .common import evaluate_each, run_split, split_metrics
 from .detect import Detect, predict_detections
 from .localize_eval import full_image, original_size, save_png
 
@@ -180,9 +179,7 @@ def evaluate_command(
 
     def one(run: str) -> tuple[dict[str, Any], list[str]]:
         ev = evaluate_run(run, data, split, data_dir, device)
-        if not len(ev.data):
-            raise CnnkitError(f"expected images in the {split} split of {ev.source!r}, found none")
-        m = ev.metrics()
+        m = split_metrics(ev, split)
         lines = [format_metrics(m)]
         if predictions:
             res, gt = save_predictions(ev, predictions)

@@ -18,13 +18,12 @@ from torch import Tensor
 from ..data.boxes import BoxImages, pixel_boxes
 from ..drawing import draw_boxes, image_grid
 from ..engine.checkpoint import load_weights
-from ..errors import CnnkitError
 from ..evaluate.report import FILES, config_blocks, render_html, render_markdown, training_blocks
 from ..evaluate.tables import fmt, text_table
 from ..io import atomic_write, save_figure, write_text
 from ..predict import ImageLike, Predictor
 from ..runcard import model_path, read_card
-from .common import evaluate_each, run_split
+from .common import evaluate_each, run_split, split_metrics
 from .localize import IOU_HIT, Localize, localisation_figures, predict_dataset
 
 
@@ -195,9 +194,7 @@ def evaluate_command(
 
     def one(run: str) -> tuple[dict[str, Any], list[str]]:
         ev = evaluate_run(run, data, split, data_dir, device)
-        if not len(ev.data):
-            raise CnnkitError(f"expected images in the {split} split of {ev.source!r}, found none")
-        m = ev.metrics()
+        m = split_metrics(ev, split)
         lines = [format_metrics(m)]
         if predictions:
             lines.append(f"  predictions saved to {save_predictions(ev, predictions)}")

@@ -17,7 +17,6 @@ from torchvision.utils import draw_segmentation_masks
 
 from ..drawing import draw_boxes, image_grid
 from ..engine.checkpoint import load_weights
-from ..errors import CnnkitError
 from ..evaluate.report import config_blocks, render_html, render_markdown, training_blocks
 from ..evaluate.tables import fmt, text_table
 from ..io import json_safe, write_json, write_text
@@ -25,7 +24,7 @@ from ..predict import ImageLike, Predictor
 from ..runcard import model_path, read_card
 from ..segmentation.data import SegmentationImages
 from ..segmentation.metrics import binary, coco_segm_ground_truth, coco_segm_results, segmentation_map
-from .common import evaluate_each, run_split
+from .common import evaluate_each, run_split, split_metrics
 from .localize_eval import full_image, original_size, save_png
 from .segment import Segment, predict_instances
 
@@ -213,9 +212,7 @@ def evaluate_command(
 
     def one(run: str) -> tuple[dict[str, Any], list[str]]:
         ev = evaluate_run(run, data, split, device)
-        if not len(ev.data):
-            raise CnnkitError(f"expected images in the {split} split of {ev.source!r}, found none")
-        m = ev.metrics()
+        m = split_metrics(ev, split)
         lines = [format_metrics(m)]
         if predictions:
             res, gt = save_predictions(ev, predictions)
