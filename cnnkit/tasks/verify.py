@@ -1,9 +1,11 @@
 """Face verification, the notes' fourth application: are two images the same identity?
 
-The network maps an image to an L2-normalised embedding (any zoo backbone + a linear layer, 128-d; FaceNet's
-``facenet_nn1`` / ``facenet_nn2`` as the tables give them). Training uses FaceNet's triplet loss with online
-semi-hard negative mining (margin 0.2) on batches of P identities × K = 4 images (``epoch_order``), or the
-contrastive loss (``Verify(loss="contrastive")``).
+The network maps an image to an L2-normalised embedding (any zoo backbone, 128-d; FaceNet's ``facenet_nn1`` /
+``facenet_nn2`` as the tables give them). On a zoo backbone the loss trains a linear projection of the pooled
+features, and the embedding of the trained run is the PCA of its grid-pooled features, fitted on training
+images before each validation (:class:`cnnkit.verification.embedder.Embedder`). Training uses FaceNet's
+triplet loss with online semi-hard negative mining (margin 0.2) on batches of P identities × K = 4 images
+(``epoch_order``), or the contrastive loss (``Verify(loss="contrastive")``).
 
 Open set by default: the identities are the data's classes (a folder per identity, or a named dataset's
 classes), and the last 30 % of them (Fashion-MNIST and digits: 7, 8, 9) are held out for the test pairs and
@@ -30,7 +32,7 @@ from ..errors import CnnkitError
 from ..io import json_safe, read_json, write_json
 from ..runcard import RunCard, read_card
 from ..runtime import Normalize, autocast, batches
-from ..verification.embedder import Embedder, headless
+from ..verification.embedder import GRID, Embedder, headless
 from ..verification.lfw import index_pairs, lfw_protocol
 from ..verification.losses import contrastive_loss, triplet_semihard_loss
 from ..verification.pairs import best_threshold, lfw_pairs, pair_distances, sample_pairs, verification_metrics
@@ -40,6 +42,7 @@ from .classify import input_size
 TEST_IDENTITIES = 0.3  # the share of identities held out for the open-set test
 K_PER_IDENTITY = 4
 PAIRS = 1000  # matched and as many mismatched pairs sampled from a split
+FIT_IMAGES = 4096  # training images the PCA embedding is fitted on (a seeded sample)
 THRESHOLD_FILE = "verify.json"
 
 
@@ -97,6 +100,22 @@ def embed_dataset(model: nn.Module, dataset: Any, normalize: Normalize, dtype: A
     return torch.cat(out) if out else torch.zeros(0, getattr(model, "dim", 128))
 
 
+@torch.no_grad()
+def fit_embedding(model: Embedder, dataset: TensorImages, normalize: Normalize, dtype: Any = None) -> None:
+    """Fit ``model``'s PCA embedding (:meth:`Embedder.fit_projection`) on the grid-pooled features of
+    ``dataset``'s images (training identities), computed in eval mode."""
+    was = model.training
+    model.eval()
+    try:
+        feats = []
+        for x, _ in batches(dataset, 256):
+            with autocast(normalize.device, dtype):
+                feats.append(model.features(normalize(x)).cpu())
+        model.fit_projection(torch.cat(feats))
+    finally:
+        model.train(was)
+
+
 class Verify:
     """The verification task (see the module docstring); one instance per run.
 
@@ -104,6 +123,8 @@ class Verify:
         loss: "triplet" (semi-hard mining, FaceNet) or "contrastive".
         margin: the triplet loss's α (0.2), or the contrastive loss's margin on the distance (1.0 when None).
         dim: embedding width.
+        grid: cells per side of the pooled features of the PCA embedding (:class:`Embedder`); 0 for the trained
+            projection as the embedding.
     """
 
     name = "verify"
@@ -113,10 +134,10 @@ class Verify:
     epoch_line: ClassVar[dict[str, str]] = {"train_loss": "loss", "val_auc": "val AUC",
                                             "val_pair_accuracy": "val pair acc", "val_loss": "val loss"}  # fmt: skip
 
-    def __init__(self, loss: str = "triplet", margin: float | None = None, dim: int = 128) -> None:
+    def __init__(self, loss: str = "triplet", margin: float | None = None, dim: int = 128, grid: int = GRID) -> None:
         if loss not in ("triplet", "contrastive"):
             raise CnnkitError(f"expected the verification loss triplet or contrastive, found {loss!r}")
-        self.loss_name, self.dim = loss, dim
+        self.loss_name, self.dim, self.grid = loss, dim, grid
         self.margin = margin if margin is not None else (0.2 if loss == "triplet" else 1.0)
 
     # ---- training ---------------------------------------------------------------------------------------------
@@ -127,7 +148,7 @@ class Verify:
     def build_model(self, cfg: Config, data: DataSplits) -> nn.Module:
         backbone = headless(cfg.model.name, data.in_chans, pretrained=cfg.model.pretrained, weights=cfg.model.weights)
         backbone.default_input = (data.in_chans, *data.image_size)
-        return Embedder(backbone, self.dim)
+        return Embedder(backbone, self.dim, self.grid)
 
     def setup(self, cfg: Config, data: DataSplits, model: nn.Module) -> None:
         if cfg.data.mixup or cfg.data.cutmix:
@@ -135,6 +156,9 @@ class Verify:
                 "expected data.mixup=0 and data.cutmix=0 for verify (they mix identities), found them set"
             )
         self.augment = BatchAugment(preset(cfg.data.augment, data.image_size, cfg.data.name, data.hflip))
+        self.grid = model.grid  # 0 for FaceNet's own embedding
+        g = torch.Generator().manual_seed(cfg.train.seed)
+        self.fit_images = data.train.subset(torch.randperm(len(data.train), generator=g)[:FIT_IMAGES])
 
     def epoch_order(self, dataset: TensorImages, batch_size: int, seed: int) -> Tensor:
         """P identities × K images per batch (see :func:`cnnkit.verification.pk_order`)."""
@@ -150,6 +174,8 @@ class Verify:
         return contrastive_loss(output, targets, self.margin), {}
 
     def validate(self, model: nn.Module, dataset: Any, normalize: Normalize, dtype: Any) -> dict[str, float]:
+        """Fits the PCA embedding on training images first, so the checkpoint saved after it holds the fit."""
+        fit_embedding(model, self.fit_images, normalize, dtype)
         emb = embed_dataset(model, dataset, normalize, dtype)
         labels = dataset.labels
         if len(labels) < 2 or len(labels.unique()) < 2:
@@ -163,8 +189,8 @@ class Verify:
     def card_fields(self, cfg: Config, data: DataSplits) -> dict[str, Any]:
         train_ids = sorted(set(data.train.labels.tolist()))
         test_ids = sorted(set(data.test.labels.tolist()))
-        return {"task_fields": {"embedding_dim": self.dim, "loss": self.loss_name, "margin": self.margin,
-                                "distance": "squared euclidean", "hflip": data.hflip,
+        return {"task_fields": {"embedding_dim": self.dim, "embedding_grid": self.grid, "loss": self.loss_name,
+                                "margin": self.margin, "distance": "squared euclidean", "hflip": data.hflip,
                                 "train_identities": [data.classes[i] for i in train_ids],
                                 "test_identities": [data.classes[i] for i in test_ids]}}  # fmt: skip
 
@@ -177,7 +203,8 @@ class Verify:
     def build_from_card(self, card: RunCard, name: str) -> nn.Module:
         backbone = headless(name, card.input.channels)
         backbone.default_input = (card.input.channels, card.input.height, card.input.width)
-        return Embedder(backbone, int(card.task_fields.get("embedding_dim", self.dim)))
+        fields = card.task_fields  # runs from before the PCA embedding have no embedding_grid: their projection
+        return Embedder(backbone, int(fields.get("embedding_dim", self.dim)), int(fields.get("embedding_grid", 0)))
 
     def predictor(self, run_dir: Path, device: str = "cpu") -> Any:
         return EmbeddingPredictor.from_run(run_dir, device)

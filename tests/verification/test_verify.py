@@ -96,12 +96,56 @@ def test_an_identity_with_one_image_is_one_clear_error_or_skipped() -> None:
     assert kept.labels.tolist() == [0, 0, 2, 2] and skipped[0][0] == "b"
 
 
+def _embedder(dim: int) -> torch.nn.Module:
+    from cnnkit.verification.embedder import Embedder, headless
+
+    backbone = headless("smallcnn", 1)
+    backbone.default_input = (1, 28, 28)
+    return Embedder(backbone, dim=dim, grid=2)  # pooled features: 128 channels × 2 × 2 = 512
+
+
+def test_pca_embedding_finds_the_principal_directions_and_keeps_the_random_state() -> None:
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = _embedder(dim=3)
+    g = torch.Generator().manual_seed(1)
+    e1, e2 = torch.eye(512)[5], torch.eye(512)[100]  # spreads 10 and 3 along them, 0.01 noise elsewhere
+    centre = torch.rand(512, generator=g)
+    feats = centre + 10 * torch.randn(300, 1, generator=g) * e1 + 3 * torch.randn(300, 1, generator=g) * e2
+    feats = feats + 0.01 * torch.randn(300, 512, generator=g)
+    x = torch.randn(4, 1, 28, 28)
+    model.eval()
+    before = model(x)  # not fitted yet: the trained projection, normalised
+    head = model.backbone.forward_head(model.backbone.forward_features(x), pre_logits=True)
+    torch.testing.assert_close(before, F.normalize(model.embed(head), dim=1))
+    state = torch.random.get_rng_state()
+    model.fit_projection(feats)
+    assert torch.equal(torch.random.get_rng_state(), state) and bool(model.fitted)
+    torch.testing.assert_close(model.centre, feats.mean(0))
+    assert abs(model.basis[:, 0] @ e1) > 0.999 and abs(model.basis[:, 1] @ e2) > 0.999
+    torch.testing.assert_close(model.basis.T @ model.basis, torch.eye(3), atol=1e-4, rtol=0)
+    torch.testing.assert_close(model(x), F.normalize((model.features(x) - model.centre) @ model.basis, dim=1))
+    assert model(x).shape == (4, 3)
+
+
+def test_pca_embedding_with_fewer_images_than_dimensions_keeps_the_rest_zero() -> None:
+    model = _embedder(dim=8)
+    model.fit_projection(torch.randn(5, 512))  # 5 centred points span 4 directions
+    assert (model.basis[:, :4].norm(dim=0) > 0.99).all() and not model.basis[:, 4:].any()
+    model.eval()
+    assert torch.isfinite(model(torch.randn(2, 1, 28, 28))).all()
+
+
 def test_open_set_run_evaluate_and_report(run: Path, capsys) -> None:
     from cnnkit.tasks import evaluate_runs, report
+    from cnnkit.tasks.verify import EmbeddingPredictor
 
     card = json.loads((run / "model.json").read_text())
     fields = card["task_fields"]
     assert fields["test_identities"] == ["7", "8", "9"] and fields["train_identities"] == [str(i) for i in range(7)]
+    model = EmbeddingPredictor.from_run(run).model
+    assert fields["embedding_grid"] == 2 and bool(model.fitted) and model.basis.abs().sum() > 0  # saved with its fit
     assert json.loads((run / "metrics.json").read_text())["val_auc"] > 0.75  # it learned the training identities
     [(m, text)] = evaluate_runs([str(run)])
     assert m["identities"] == ["7", "8", "9"] and m["n_pairs"] == 2000 and 0 <= m["eer"] <= 1
@@ -182,3 +226,25 @@ def test_verify_faces_on_photographs(run: Path, tmp_path: Path, capsys) -> None:
     args = parse(["verify", str(run), a, _photo(tmp_path / "cat.jpg", data.chelsea()), "--faces"])
     with pytest.raises(CnnkitError, match=r"expected a face in .*cat\.jpg, found none"):
         args.func(args)
+
+
+def test_a_run_saved_before_the_pca_embedding_still_loads_with_its_projection(run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import torch.nn.functional as F
+    from safetensors.torch import load_file, save_file
+
+    from cnnkit.tasks.verify import EmbeddingPredictor
+
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    card = json.loads((old / "model.json").read_text())
+    del card["task_fields"]["embedding_grid"]  # what such a run's card holds
+    (old / "model.json").write_text(json.dumps(card))
+    sd = {k: v for k, v in load_file(old / "model.safetensors").items() if k not in ("centre", "basis", "fitted")}
+    save_file(sd, old / "model.safetensors")
+    model = EmbeddingPredictor.from_run(old).model
+    assert model.grid == 0 and not hasattr(model, "basis")
+    x = torch.randn(3, 1, 8, 8)
+    head = model.backbone.forward_head(model.backbone.forward_features(x), pre_logits=True)
+    torch.testing.assert_close(model(x), F.normalize(model.embed(head), dim=1))
