@@ -7,7 +7,7 @@ averaged over a ``grid`` × ``grid`` layout, centred and projected onto its ``di
 training images, :meth:`Embedder.fit_projection`), then L2-normalised (PCA-compressed CNN features, as in
 Babenko et al. 2014, "Neural codes for image retrieval"). The trained projection specialises in the training
 identities: on Fashion-MNIST with 3 classes held out, its pair ROC AUC on the unseen classes was 0.71–0.77, the
-PCA embedding's 0.82, on the AMD EPYC the README names (``benchmarks/verify.py``).
+PCA embedding's 0.82–0.85, on the AMD EPYC the README names (``benchmarks/verify.py``).
 """
 
 from __future__ import annotations

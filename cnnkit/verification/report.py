@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..evaluate.report import FILES, config_blocks, render_html, render_markdown, training_blocks
 from ..io import save_figure, write_text
 from ..runcard import read_card
@@ -18,7 +20,8 @@ def plot_roc(m: dict[str, Any], path: Path) -> Path:
     ax = fig.subplots()
     fpr = [max(f, 1e-4) for f in m["fpr"]]
     ax.plot(fpr, m["tpr"], color="tab:blue", label=f"ROC, AUC {m['auc']:.3f}")
-    ax.plot([1e-4, 1], [1e-4, 1], color="grey", linestyle=":", label="chance")
+    chance = np.logspace(-4, 0, 200)  # TAR = FAR: a curve on the log axis (two end points would draw a chord)
+    ax.plot(chance, chance, color="grey", linestyle=":", label="chance")
     ax.scatter([max(m["eer"], 1e-4)], [1 - m["eer"]], color="tab:red", zorder=3, label=f"EER {m['eer']:.3f}")
     for far, style in ((1e-3, "--"), (1e-2, "-.")):
         key = f"tar_at_far_{far:.0e}".replace("e-0", "e-")
