@@ -103,7 +103,10 @@ def embed_dataset(model: nn.Module, dataset: Any, normalize: Normalize, dtype: A
 @torch.no_grad()
 def fit_embedding(model: Embedder, dataset: TensorImages, normalize: Normalize, dtype: Any = None) -> None:
     """Fit ``model``'s PCA embedding (:meth:`Embedder.fit_projection`) on the grid-pooled features of
-    ``dataset``'s images (training identities), computed in eval mode."""
+    ``dataset``'s images (training identities), computed in eval mode. Nothing to fit for an embedder without
+    grid features (FaceNet's own embedding, runs from before the PCA embedding)."""
+    if not getattr(model, "grid", 0):
+        return
     was = model.training
     model.eval()
     try:

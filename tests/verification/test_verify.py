@@ -96,12 +96,12 @@ def test_an_identity_with_one_image_is_one_clear_error_or_skipped() -> None:
     assert kept.labels.tolist() == [0, 0, 2, 2] and skipped[0][0] == "b"
 
 
-def _embedder(dim: int) -> torch.nn.Module:
+def _embedder(dim: int, grid: int = 2) -> torch.nn.Module:
     from cnnkit.verification.embedder import Embedder, headless
 
     backbone = headless("smallcnn", 1)
     backbone.default_input = (1, 28, 28)
-    return Embedder(backbone, dim=dim, grid=2)  # pooled features: 128 channels × 2 × 2 = 512
+    return Embedder(backbone, dim=dim, grid=grid)  # pooled features: 128 channels × 2 × 2 = 512
 
 
 def test_pca_embedding_finds_the_principal_directions_and_keeps_the_random_state() -> None:
@@ -135,6 +135,17 @@ def test_pca_embedding_with_fewer_images_than_dimensions_keeps_the_rest_zero() -
     assert (model.basis[:, :4].norm(dim=0) > 0.99).all() and not model.basis[:, 4:].any()
     model.eval()
     assert torch.isfinite(model(torch.randn(2, 1, 28, 28))).all()
+
+
+def test_an_embedder_without_grid_features_has_nothing_to_fit() -> None:
+    from cnnkit.runtime import Normalize
+    from cnnkit.tasks.verify import fit_embedding
+
+    model = _embedder(dim=4, grid=0)  # as FaceNet's own embedding and runs from before the PCA embedding
+    images = TensorImages(torch.randint(0, 256, (6, 1, 28, 28), dtype=torch.uint8), torch.tensor([0, 0, 1, 1, 2, 2]))
+    model.features = lambda x: pytest.fail("features computed for an embedder with nothing to fit")
+    fit_embedding(model, images, Normalize((0.5,), (0.5,), torch.device("cpu"), channels_last=False))
+    assert not hasattr(model, "basis") and model(torch.randn(2, 1, 28, 28)).shape == (2, 4)
 
 
 def test_open_set_run_evaluate_and_report(run: Path, capsys) -> None:
