@@ -17,7 +17,7 @@ from sklearn.datasets import load_sample_images
 
 from cnnkit.deploy.bench import DEFAULT_MODELS, bench_table, format_table, machine, median_seconds
 from cnnkit.deploy.loading import load_predictor
-from cnnkit.deploy.serve import decode_upload
+from cnnkit.deploy.serve import decode_upload, upload_side
 
 
 def overhead(name: str, repeats: int) -> dict[str, float]:
@@ -27,11 +27,11 @@ def overhead(name: str, repeats: int) -> dict[str, float]:
     buf = io.BytesIO()
     Image.fromarray(load_sample_images().images[1]).save(buf, format="JPEG", quality=90)  # 640×427 flower.jpg
     data = buf.getvalue()
-    image = decode_upload(data, pred.in_chans)
+    image = decode_upload(data, upload_side(pred))
     x = pred.normalize(pred.to_tensor(image)[None])
     logits = pred.model(x)
     stages = {
-        "decode": lambda: decode_upload(data, pred.in_chans),
+        "decode": lambda: decode_upload(data, upload_side(pred)),
         "preprocess": lambda: pred.normalize(pred.to_tensor(image)[None]),
         "model": lambda: pred.model(x),
         "postprocess": lambda: torch.softmax(logits.float(), 1).topk(5),

@@ -118,13 +118,19 @@ class Predictor:
             image = Image.fromarray(np.asarray(image, dtype=np.uint8))
         return pixels(to_mode(image, self.in_chans))
 
+    @property
+    def decode_side(self) -> int:
+        """The shorter side images are resized to: a JPEG file is decoded at the smallest of 1/1 … 1/8 scale that
+        still covers it (:func:`~cnnkit.data.images.read_image`)."""
+        return self.card.preprocessing.get("resize_shorter") or min(self.size)
+
     def to_tensor(self, image: ImageLike) -> Tensor:
         """One image (path, Pillow image, HxW[xC] uint8 array, or uint8 Tensor[C, H, W]) -> contiguous uint8
         Tensor[C, H, W], resized (and centre-cropped for published weights) with :func:`~cnnkit.data.images.resize`
         (within one grey level of Pillow's resize)."""
         path = image if isinstance(image, (str, Path)) else None
         if path is not None:
-            image = read_image(path, ONE_IMAGE, shorter=self.card.preprocessing.get("resize_shorter") or min(self.size))
+            image = read_image(path, ONE_IMAGE, shorter=self.decode_side)
         try:
             t = self._pixels(image)
         except (ValueError, OSError) as e:  # pixels that can't be converted (NaN floats, a broken palette)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -48,6 +49,20 @@ def test_predict_matches_the_predictor_and_draws_grad_cam(client, digits):
     assert out["label"] == want.label and abs(out["probability"] - want.probability) < 1e-6
     assert [t["label"] for t in out["topk"]] == [n for n, _ in want.topk]
     assert out["overlay_kind"] == "Grad-CAM" and out["overlay"].startswith("data:image/png;base64,")
+
+
+def test_a_jpeg_is_decoded_as_predict_decodes_the_same_file(client, digits, tmp_path):
+    from cnnkit.deploy.serve import upload_side
+
+    path = tmp_path / "photo.jpg"  # 8× the model's side: libjpeg may decode it at 1/8 scale, as `cnnkit predict` does
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)).save(path, quality=90)
+    r = client.post("/predict", files={"file": ("photo.jpg", path.read_bytes(), "image/jpeg")})
+    want = digits.predict([path], topk=5)[0]
+    assert r.status_code == 200 and upload_side(digits) == 8
+    assert [t["probability"] for t in r.json()["topk"]] == pytest.approx([p for _, p in want.topk], abs=1e-6)
+    for task in ("localize", "detect", "segment"):  # boxes and masks are answered in the upload's own pixels
+        assert upload_side(SimpleNamespace(card=SimpleNamespace(task=task), decode_side=8)) is None
 
 
 def test_bad_requests_get_their_status(client, tmp_path):
