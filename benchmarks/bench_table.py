@@ -26,12 +26,12 @@ def overhead(name: str, repeats: int) -> dict[str, float]:
                           allow_random=True, log=lambda s: None)  # fmt: skip
     buf = io.BytesIO()
     Image.fromarray(load_sample_images().images[1]).save(buf, format="JPEG", quality=90)  # 640×427 flower.jpg
-    data = buf.getvalue()
-    image = decode_upload(data, upload_side(pred))
+    data, side = buf.getvalue(), upload_side(pred)
+    image = decode_upload(data, side)
     x = pred.normalize(pred.to_tensor(image)[None])
     logits = pred.model(x)
     stages = {
-        "decode": lambda: decode_upload(data, upload_side(pred)),
+        "decode": lambda: decode_upload(data, side),
         "preprocess": lambda: pred.normalize(pred.to_tensor(image)[None]),
         "model": lambda: pred.model(x),
         "postprocess": lambda: torch.softmax(logits.float(), 1).topk(5),

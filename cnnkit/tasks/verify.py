@@ -18,6 +18,7 @@ identity, the others identified by their nearest enrolled embedding).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -86,37 +87,28 @@ def open_set_splits(data: DataSplits, skip_bad: bool = False) -> DataSplits:
 
 
 @torch.no_grad()
-def embed_dataset(model: nn.Module, dataset: Any, normalize: Normalize, dtype: Any = None) -> Tensor:
-    """Embeddings of every example, in eval mode: Tensor[N, dim] (float32, on the CPU)."""
+def embed_dataset(model: nn.Module, dataset: Any, normalize: Normalize, dtype: Any = None,
+                  fn: Callable[[Tensor], Tensor] | None = None) -> Tensor:  # fmt: skip
+    """Embeddings of every example, in eval mode: Tensor[N, dim] (float32, on the CPU). ``fn``: what runs on each
+    normalised batch instead of ``model`` itself (e.g. ``model.features``), still with ``model`` in eval mode."""
     was = model.training
     model.eval()
     out = []
     try:
         for x, _ in batches(dataset, 256):
             with autocast(normalize.device, dtype):
-                out.append(model(normalize(x)).float().cpu())
+                out.append((fn or model)(normalize(x)).float().cpu())
     finally:
         model.train(was)
     return torch.cat(out) if out else torch.zeros(0, getattr(model, "dim", 128))
 
 
-@torch.no_grad()
 def fit_embedding(model: Embedder, dataset: TensorImages, normalize: Normalize, dtype: Any = None) -> None:
     """Fit ``model``'s PCA embedding (:meth:`Embedder.fit_projection`) on the grid-pooled features of
     ``dataset``'s images (training identities), computed in eval mode. Nothing to fit for an embedder without
     grid features (FaceNet's own embedding, runs from before the PCA embedding)."""
-    if not getattr(model, "grid", 0):
-        return
-    was = model.training
-    model.eval()
-    try:
-        feats = []
-        for x, _ in batches(dataset, 256):
-            with autocast(normalize.device, dtype):
-                feats.append(model.features(normalize(x)).cpu())
-        model.fit_projection(torch.cat(feats))
-    finally:
-        model.train(was)
+    if getattr(model, "grid", 0):
+        model.fit_projection(embed_dataset(model, dataset, normalize, dtype, fn=model.features))
 
 
 class Verify:
