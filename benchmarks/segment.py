@@ -7,7 +7,7 @@ trained in under 15 minutes on 2 CPU cores), with its wall time.
 mAP, the wall time of each step, the CPU and the load average. Run it alone: another PyTorch process on the same
 cores slows it down many times over.
 
-    python benchmarks/segment.py [--train 1500] [--epochs 8] [--out DIR]
+    python benchmarks/segment.py [--train 1500] [--epochs 5] [--out DIR]
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def run(out: Path, train: int, epochs: int, lr: float) -> None:
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--train", type=int, default=1500, help="training scenes")
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--lr", type=float, default=2e-3, help="AdamW's peak learning rate (one-cycle)")
     p.add_argument("--out", help="keep the scenes and the run here (default: a temporary folder)")
     args = p.parse_args()

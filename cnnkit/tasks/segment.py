@@ -28,6 +28,7 @@ from ..segmentation.metrics import segmentation_map
 from ..segmentation.model import build_segmenter, parse_name
 
 EVAL_CONF = 0.001  # score threshold for mAP (COCO practice: keep nearly everything, the curve decides)
+LEGACY_MASK_HEAD, LEGACY_ROI_SAMPLING = (128,) * 4, 2  # the heads of runs whose card does not name them
 LOSS_PARTS = {"loss_classifier": "cls", "loss_box_reg": "box", "loss_mask": "mask", "loss_objectness": "obj",
               "loss_rpn_box_reg": "rpn_box"}  # fmt: skip
 
@@ -84,7 +85,8 @@ class Segment:
         net = self.model.net
         fields = {"segmenter": "maskrcnn", "backbone": parse_name(cfg.model.name), "box": "xyxy pixels",
                   "mask": "binary at 0.5, image size", "hflip": data.hflip, "min_size": net.transform.min_size[0],
-                  "feature_stride": net.backbone.stride}  # fmt: skip
+                  "feature_stride": net.backbone.stride, "mask_head": list(self.model.mask_head),
+                  "roi_sampling": self.model.roi_sampling}  # fmt: skip
         return {"task_fields": fields}
 
     def report(self, run_dir: Path, **opts: Any) -> Path:
@@ -94,7 +96,10 @@ class Segment:
 
     # ---- after training ---------------------------------------------------------------------------------------
     def build_from_card(self, card: RunCard, name: str) -> nn.Module:
-        return build_segmenter(name, card.num_classes, (card.input.height, card.input.width))
+        fields = card.task_fields  # runs saved before these were recorded: the heads they were built with
+        heads = {"mask_head": tuple(fields.get("mask_head", LEGACY_MASK_HEAD)),
+                 "roi_sampling": fields.get("roi_sampling", LEGACY_ROI_SAMPLING)}  # fmt: skip
+        return build_segmenter(name, card.num_classes, (card.input.height, card.input.width), **heads)
 
     def predictor(self, run_dir: Path, device: str = "cpu") -> Any:
         from .segment_eval import SegmentPredictor

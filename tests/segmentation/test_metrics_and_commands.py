@@ -177,3 +177,31 @@ def test_explain_traces_the_backbone_and_the_class_score_figures_refuse_in_one_l
         code, out, err = cli(*args)
         assert code == 2 and not out and len(err.strip().splitlines()) == 1, err
         assert "expected a classify run" in err and "found a segment run" in err and "cnnkit explain" in err
+
+
+def test_the_run_card_names_the_heads_and_a_run_saved_before_it_did_loads_with_its_own(seg_run, seg_scenes, tmp_path):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from cnnkit.segmentation.model import build_segmenter
+    from cnnkit.tasks.segment_eval import SegmentPredictor
+
+    fields = json.loads((seg_run / "model.json").read_text())["task_fields"]
+    assert fields["mask_head"] == [64, 64] and fields["roi_sampling"] == 1
+    net = SegmentPredictor.from_run(seg_run).model.net
+    assert net.roi_heads.mask_roi_pool.sampling_ratio == 1 and len(net.roi_heads.mask_head) == 2
+    # a run written by the first version: four 128-channel mask convolutions, sampling ratio 2, none of it in the card
+    old = tmp_path / "old"
+    shutil.copytree(seg_run, old)
+    card = json.loads((old / "model.json").read_text())
+    del card["task_fields"]["mask_head"], card["task_fields"]["roi_sampling"]
+    (old / "model.json").write_text(json.dumps(card))
+    torch.manual_seed(1)
+    legacy = build_segmenter("maskrcnn_smallcnn", card["num_classes"], (48, 48), mask_head=(128,) * 4, roi_sampling=2)
+    save_file({k: v.contiguous() for k, v in legacy.state_dict().items()}, old / "model.safetensors")
+    loaded = SegmentPredictor.from_run(old).model
+    net = loaded.net
+    assert net.roi_heads.box_roi_pool.sampling_ratio == 2 and net.roi_heads.mask_roi_pool.sampling_ratio == 2
+    assert [m[0].out_channels for m in net.roi_heads.mask_head] == [128] * 4
+    torch.testing.assert_close(loaded.state_dict(), legacy.state_dict(), rtol=0, atol=0)
