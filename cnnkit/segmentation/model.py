@@ -24,8 +24,9 @@ from ..models import create_model, list_models
 KIND = "maskrcnn"
 BOX_HEAD = 256  # width of the two fully connected box layers (torchvision's default 1024 is for COCO's 80 classes)
 # The mask branch: two 64-channel 3×3 convolutions (torchvision's default is four of 256, cnnkit's first was four of
-# 128). With these three, a training step on generated 64×64 scenes (batch 8) took 0.44 s instead of 1.45 s on a 2-core
-# AMD EPYC, and the benchmark's mask mAP@0.5 reached 0.91 in 5 epochs (benchmarks/segment.py).
+# 128). With it, ROI_SAMPLING and BOX_ROIS below, a training step on generated 64×64 scenes (batch 8) took 0.44 s
+# instead of 1.45 s on a 2-core AMD EPYC, and the benchmark's mask mAP@0.5 reached 0.91 in 5 epochs
+# (benchmarks/segment.py).
 MASK_HEAD = (64, 64)
 ROI_SAMPLING = 1  # RoI Align's sampling points per bin side (2 in torchvision; its CPU backward runs on one thread)
 BOX_ROIS = 32  # proposals sampled per image for the box and mask losses (torchvision's default 512 is for COCO)

@@ -179,7 +179,7 @@ def test_explain_traces_the_backbone_and_the_class_score_figures_refuse_in_one_l
         assert "expected a classify run" in err and "found a segment run" in err and "cnnkit explain" in err
 
 
-def test_the_run_card_names_the_heads_and_a_run_saved_before_it_did_loads_with_its_own(seg_run, seg_scenes, tmp_path):
+def test_the_run_card_names_the_heads_and_a_run_saved_before_it_did_loads_with_its_own(seg_run, tmp_path):
     import shutil
 
     from safetensors.torch import save_file
