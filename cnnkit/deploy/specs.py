@@ -138,7 +138,7 @@ def _segment_spec() -> ExportSpec:
 
 def _verify_metadata(predictor: Any) -> dict[str, str]:
     """A verify run's decision rule, so the file alone can verify: ``cnnkit.threshold`` (same identity when the
-    distance is ≤ it), ``cnnkit.distance`` (``squared euclidean``, of the L2-normalised embeddings) and
+    distance is ≤ it), ``cnnkit.distance`` (``squared euclidean``, of the embeddings) and
     ``cnnkit.threshold_chosen_on``; the preprocessing is the run card's (``cnnkit.card``)."""
     record = predictor.threshold_record()  # the run's verify.json, computed on its validation pairs if missing
     return {"cnnkit.threshold": repr(float(record["threshold"])), "cnnkit.distance": str(record["distance"]),
@@ -154,7 +154,7 @@ SPECS: dict[str, ExportSpec] = {
     "localize": ExportSpec(
         outputs=("logits", "boxes"), predictor="cnnkit.tasks.localize_eval:BoxPredictor", to_output=_localizer_output
     ),
-    # embedding networks: normalised images Tensor[N, C, H, W] -> L2-normalised embeddings Tensor[N, D]
+    # embedding networks: normalised images Tensor[N, C, H, W] -> embeddings Tensor[N, D]
     "verify": ExportSpec(
         outputs=("embeddings",),
         predictor="cnnkit.tasks.verify:EmbeddingPredictor",

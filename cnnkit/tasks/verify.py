@@ -1,10 +1,10 @@
 """Face verification, the notes' fourth application: are two images the same identity?
 
-The network maps an image to an L2-normalised embedding (any zoo backbone, 128-d; FaceNet's ``facenet_nn1`` /
-``facenet_nn2`` as the tables give them). On a zoo backbone the loss trains a linear projection of the pooled
-features, and the embedding of the trained run is the PCA of its grid-pooled features, fitted on training
-images before each validation (:class:`cnnkit.verification.embedder.Embedder`). Training uses FaceNet's
-triplet loss with online semi-hard negative mining (margin 0.2) on batches of P identities × K = 4 images
+The network maps an image to an embedding (any zoo backbone, 128-d; FaceNet's ``facenet_nn1`` / ``facenet_nn2`` as
+the tables give them, L2-normalised). On a zoo backbone the loss trains a linear projection of the pooled features
+(L2-normalised), and the embedding of the trained run is the PCA of its grid-pooled features, fitted on training
+images before each validation and not normalised (:class:`cnnkit.verification.embedder.Embedder`). Training uses
+FaceNet's triplet loss with online semi-hard negative mining (margin 0.2) on batches of P identities × K = 4 images
 (``epoch_order``), or the contrastive loss (``Verify(loss="contrastive")``).
 
 Open set by default: the identities are the data's classes (a folder per identity, or a named dataset's
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import Config, from_dict, load_yaml
@@ -178,13 +179,14 @@ class Verify:
         pairs = sample_pairs(labels, PAIRS, seed=0)
         dist = pair_distances(emb, pairs)
         m = verification_metrics(dist, pairs.same, best_threshold(dist, pairs.same))
-        loss, _ = self.loss(emb[:1024], labels[:1024])
+        loss, _ = self.loss(F.normalize(emb[:1024], dim=1), labels[:1024])  # the losses are defined on the sphere
         return {"val_loss": float(loss), "val_auc": m["auc"], "val_pair_accuracy": m["accuracy"]}
 
     def card_fields(self, cfg: Config, data: DataSplits) -> dict[str, Any]:
         train_ids = sorted(set(data.train.labels.tolist()))
         test_ids = sorted(set(data.test.labels.tolist()))
-        return {"task_fields": {"embedding_dim": self.dim, "embedding_grid": self.grid, "loss": self.loss_name,
+        return {"task_fields": {"embedding_dim": self.dim, "embedding_grid": self.grid, "pca_l2": False,
+                                "loss": self.loss_name,
                                 "margin": self.margin, "distance": "squared euclidean", "hflip": data.hflip,
                                 "train_identities": [data.classes[i] for i in train_ids],
                                 "test_identities": [data.classes[i] for i in test_ids]}}  # fmt: skip
@@ -198,8 +200,14 @@ class Verify:
     def build_from_card(self, card: RunCard, name: str) -> nn.Module:
         backbone = headless(name, card.input.channels)
         backbone.default_input = (card.input.channels, card.input.height, card.input.width)
-        fields = card.task_fields  # runs from before the PCA embedding have no embedding_grid: their projection
-        return Embedder(backbone, int(fields.get("embedding_dim", self.dim)), int(fields.get("embedding_grid", 0)))
+        fields = card.task_fields  # runs from before the PCA embedding have no embedding_grid: their projection;
+        # runs from before the unnormalised PCA embedding have no pca_l2: theirs was L2-normalised
+        return Embedder(
+            backbone,
+            int(fields.get("embedding_dim", self.dim)),
+            int(fields.get("embedding_grid", 0)),
+            pca_l2=bool(fields.get("pca_l2", True)),
+        )
 
     def predictor(self, run_dir: Path, device: str = "cpu") -> Any:
         return EmbeddingPredictor.from_run(run_dir, device)
@@ -250,7 +258,7 @@ class EmbeddingPredictor:
 
     @torch.no_grad()
     def embed(self, images: list[Any], batch_size: int = 256) -> Tensor:
-        """images (paths, arrays, PIL images or uint8 tensors) -> Tensor[N, dim] L2-normalised."""
+        """images (paths, arrays, PIL images or uint8 tensors) -> Tensor[N, dim] (see :class:`Embedder`)."""
         x = torch.stack([self.to_tensor(im) for im in images])
         return torch.cat([self.model(self.normalize(b)).float().cpu() for b in x.split(batch_size)])
 
@@ -346,8 +354,8 @@ def evaluate_pairs(run: str | Path, pairs_file: str | Path, root: str | Path, *,
 
 def embed_images(pred: EmbeddingPredictor, images: list[Any], faces: bool = False, min_face: int = 20,
                  batch_size: int = 256) -> Tensor:  # fmt: skip
-    """Embeddings of ``images`` (paths), ``batch_size`` at a time so memory stays bounded: Tensor[N, dim]
-    L2-normalised. With ``faces`` each photo's most confident face is found, aligned and cropped first."""
+    """Embeddings of ``images`` (paths), ``batch_size`` at a time so memory stays bounded: Tensor[N, dim]. With
+    ``faces`` each photo's most confident face is found, aligned and cropped first."""
     prepare = list
     if faces:
         from ..verification.faces import FaceCropper

@@ -41,8 +41,9 @@ def write_report(run_dir: Path, m: dict[str, Any]) -> Path:
     """``report.html`` and ``report.md`` from the figures of ``cnnkit.tasks.verify.evaluate_run``."""
     card = read_card(run_dir)
     grid, dim = card.task_fields.get("embedding_grid", 0), card.task_fields.get("embedding_dim")
-    how = f"PCA of its {grid}×{grid}-pooled features" if grid else "trained projection"
-    rows = [["model", f"{card.model} + {dim}-d L2 embedding ({how})"],
+    l2 = ", L2-normalised" if card.task_fields.get("pca_l2", True) else ""
+    how = f"PCA of its {grid}×{grid}-pooled features{l2}" if grid else "trained projection, L2-normalised"
+    rows = [["model", f"{card.model} + {dim}-d embedding ({how})"],
             ["loss", f"{card.task_fields.get('loss')} (margin {card.task_fields.get('margin')})"],
             ["trained on identities", ", ".join(card.task_fields.get("train_identities", []))],
             ["tested on identities (never seen)", ", ".join(m["identities"])],

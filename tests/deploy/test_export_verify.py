@@ -1,5 +1,5 @@
-"""ONNX export of a verify run: normalised images Tensor[N, C, H, W] -> L2-normalised embeddings Tensor[N, D], the
-batch axis dynamic, the run's distance threshold in the metadata; the predictors refuse to classify in one line."""
+"""ONNX export of a verify run: normalised images Tensor[N, C, H, W] -> embeddings Tensor[N, D], the batch axis
+dynamic, the run's distance threshold in the metadata; the predictors refuse to classify in one line."""
 
 from __future__ import annotations
 
@@ -42,7 +42,6 @@ def test_a_verify_run_exports_its_embeddings_and_threshold(run, dcli, tmp_path):
     with torch.no_grad():
         want = eager.model(x)
     assert got.shape == want.shape and (got - want).abs().max() < 1e-4
-    assert torch.allclose(got.norm(dim=1), torch.ones(len(images)), atol=1e-5)
     assert torch.allclose(load_onnx(out).embed(images), eager.embed(images), atol=1e-4)  # the file's predictor
 
 

@@ -16,6 +16,7 @@ from PIL import Image
 
 from cnnkit.data.datasets import TensorImages
 from cnnkit.errors import CnnkitError
+from cnnkit.runcard import read_card
 from cnnkit.tasks.verify import check_identities
 from cnnkit.verification import contrastive_loss, lfw_pairs, pk_order, triplet_semihard_loss, verification_metrics
 from cnnkit.verification.pairs import best_threshold, sample_pairs
@@ -123,16 +124,24 @@ def test_pca_embedding_finds_the_principal_directions_and_keeps_the_random_state
     model.fit_projection(feats)
     assert torch.equal(torch.random.get_rng_state(), state) and bool(model.fitted)
     torch.testing.assert_close(model.centre, feats.mean(0))
-    assert abs(model.basis[:, 0] @ e1) > 0.999 and abs(model.basis[:, 1] @ e2) > 0.999
-    torch.testing.assert_close(model.basis.T @ model.basis, torch.eye(3), atol=1e-4, rtol=0)
-    torch.testing.assert_close(model(x), F.normalize((model.features(x) - model.centre) @ model.basis, dim=1))
+    unit = F.normalize(model.basis, dim=0)
+    assert abs(unit[:, 0] @ e1) > 0.999 and abs(unit[:, 1] @ e2) > 0.999
+    torch.testing.assert_close(unit.T @ unit, torch.eye(3), atol=1e-4, rtol=0)
+    # one scale for every direction: the training features' RMS distance from their centre, sqrt(10² + 3² + …)
+    rms = (feats - feats.mean(0)).square().sum(1).mean().sqrt()
+    torch.testing.assert_close(model.basis.norm(dim=0), torch.full((3,), 1 / float(rms)), rtol=0.01, atol=0)
+    torch.testing.assert_close(((feats - model.centre) @ model.basis).square().sum(1).mean(), torch.tensor(1.0),
+                               rtol=0.01, atol=0)  # fmt: skip
+    torch.testing.assert_close(model(x), (model.features(x) - model.centre) @ model.basis)  # not normalised
     assert model(x).shape == (4, 3)
+    model.pca_l2 = True  # as runs saved before the unnormalised PCA embedding
+    torch.testing.assert_close(model(x), F.normalize((model.features(x) - model.centre) @ model.basis, dim=1))
 
 
 def test_pca_embedding_with_fewer_images_than_dimensions_keeps_the_rest_zero() -> None:
     model = _embedder(dim=8)
     model.fit_projection(torch.randn(5, 512))  # 5 centred points span 4 directions
-    assert (model.basis[:, :4].norm(dim=0) > 0.99).all() and not model.basis[:, 4:].any()
+    assert (model.basis[:, :4].norm(dim=0) > 0).all() and not model.basis[:, 4:].any()
     model.eval()
     assert torch.isfinite(model(torch.randn(2, 1, 28, 28))).all()
 
@@ -259,3 +268,22 @@ def test_a_run_saved_before_the_pca_embedding_still_loads_with_its_projection(ru
     x = torch.randn(3, 1, 8, 8)
     head = model.backbone.forward_head(model.backbone.forward_features(x), pre_logits=True)
     torch.testing.assert_close(model(x), F.normalize(model.embed(head), dim=1))
+
+
+def test_a_run_saved_before_the_unnormalised_pca_embedding_keeps_its_l2_norm(run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from cnnkit.tasks.verify import EmbeddingPredictor
+
+    x = torch.randn(3, 1, 8, 8)
+    now = EmbeddingPredictor.from_run(run).model
+    assert read_card(run).task_fields["pca_l2"] is False and not now.pca_l2 and bool(now.fitted)
+    assert not torch.allclose(now(x).norm(dim=1), torch.ones(3))
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    card = json.loads((old / "model.json").read_text())
+    del card["task_fields"]["pca_l2"]  # what such a run's card holds
+    (old / "model.json").write_text(json.dumps(card))
+    before = EmbeddingPredictor.from_run(old).model
+    assert before.pca_l2 and torch.allclose(before.basis, now.basis)
+    torch.testing.assert_close(before(x), torch.nn.functional.normalize(now(x), dim=1))
