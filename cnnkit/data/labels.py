@@ -11,8 +11,10 @@ numbers) and is then clipped to it.
 Format notes:
 
 - YOLO: relative ``path`` is relative to the yaml's folder; relative lines of a ``.txt`` image list are
-  relative to that list's folder. YOLO segmentation lines (``class x1 y1 x2 y2 …``, at least three points)
-  are read too: box = the polygon's bounds, segmentation = the polygon in pixels. The writer writes boxes only.
+  relative to that list's folder. A split entry ``../x`` that does not exist is read as ``x`` (Roboflow's exports
+  write ``train: ../train/images`` beside ``train/``; Ultralytics reads them the same way). YOLO segmentation
+  lines (``class x1 y1 x2 y2 …``, at least three points) are read too: box = the polygon's bounds, segmentation =
+  the polygon in pixels. The writer writes boxes only.
 - COCO: ``iscrowd=1`` annotations (one region covering a crowd) are ignored, as detection training does.
   Category ids may be any integers; they become 0..K-1 in id order. The writer numbers them from 1.
 - VOC and CSV carry class *names* only: classes are the sorted set of names found, so a round trip keeps the
@@ -293,6 +295,8 @@ def _yolo_images(entry: Any, root: Path, yaml_path: Path, split: str) -> list[tu
     for e in entry if isinstance(entry, list) else [entry]:
         p = Path(str(e))
         p = p if p.is_absolute() else root / p
+        if not p.exists() and str(e).startswith("../"):  # Roboflow's train: ../train/images, read as Ultralytics does
+            p = root / str(e)[3:]
         if p.is_dir():
             items += [(f, None, None) for f in _image_files(p)]
         elif p.is_file() and p.suffix == ".txt":

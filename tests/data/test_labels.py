@@ -165,6 +165,21 @@ def test_yolo_image_lists_polygons_root_and_hflip(tmp_path):
     assert yolo_label_path("/d/images/tr/images/x.png") == Path("/d/images/tr/labels/x.txt")  # the last /images/
 
 
+def test_yolo_roboflow_export_with_parent_relative_splits(tmp_path):
+    """Roboflow writes ``train: ../train/images`` in a data.yaml that sits beside ``train/``: read as Ultralytics
+    reads it (the ``../`` dropped when that path does not exist)."""
+    for split, stem in (("train", "a"), ("valid", "b")):
+        png(tmp_path / split / "images" / f"{stem}.jpg", 40, 20)
+        write(tmp_path / split / "labels" / f"{stem}.txt", "1 0.5 0.5 0.5 0.5\n")
+    text = "train: ../train/images\nval: ../valid/images\n\nnc: 2\nnames: ['car', 'bus']\n\nroboflow:\n  version: 3\n"
+    ds = open_box_dataset(write(tmp_path / "data.yaml", text))
+    assert ds.classes == ["car", "bus"]
+    assert {s: [(im.path.name, boxes(im)) for im in ims] for s, ims in ds.splits.items()} == {
+        "train": [("a.jpg", [(1, (10.0, 5.0, 30.0, 15.0))])],
+        "val": [("b.jpg", [(1, (10.0, 5.0, 30.0, 15.0))])],
+    }
+
+
 def test_coco_maps_category_ids_in_id_order_and_finds_images(tmp_path):
     js = coco_dataset(tmp_path)
     for source in (js, tmp_path, tmp_path / "annotations"):
