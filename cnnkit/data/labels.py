@@ -14,7 +14,8 @@ Format notes:
   relative to that list's folder. A split entry ``../x`` that does not exist is read as ``x`` (Roboflow's exports
   write ``train: ../train/images`` beside ``train/``; Ultralytics reads them the same way). YOLO segmentation
   lines (``class x1 y1 x2 y2 …``, at least three points) are read too: box = the polygon's bounds, segmentation =
-  the polygon in pixels. The writer writes boxes only.
+  the polygon in pixels. An image without a label file has no objects (Ultralytics' background images), but a
+  split none of whose images has one is an error (the labels are elsewhere). The writer writes boxes only.
 - COCO: ``iscrowd=1`` annotations (one region covering a crowd) are ignored, as detection training does.
   Category ids may be any integers; they become 0..K-1 in id order. The writer numbers them from 1.
 - VOC and CSV carry class *names* only: classes are the sorted set of names found, so a round trip keeps the
@@ -252,6 +253,7 @@ def _open_yolo(yaml_path: Path, skip_bad: bool) -> BoxDataset:
     for split in SPLITS:
         if cfg.get(split):
             items = _yolo_images(cfg[split], root, yaml_path, split)
+            _check_yolo_labels_found(items, yaml_path, split)
             splits[split] = _collect(items, lambda item: _read_yolo_image(*item, classes), skip_bad, skipped)
     if not splits:
         raise LabelError(yaml_path, None, "no train, val or test entry", expected="image folders", hint="fix data.yaml")
@@ -314,13 +316,22 @@ def yolo_label_path(image: str | Path) -> Path:
     return Path(sb.join(str(image).rsplit(sa, 1))).with_suffix(".txt")
 
 
+def _check_yolo_labels_found(items: list[tuple[Path, Path | None, int | None]], yaml_path: Path, split: str) -> None:
+    """A split none of whose images has a label file is a layout error, not a split of background images."""
+    if items and not any(yolo_label_path(image).is_file() for image, _, _ in items):
+        found = f"no label file for any of the {len(items)} {split} images (looked for {yolo_label_path(items[0][0])})"
+        expected = "a labels/ folder beside images/ (…/images/x.jpg -> …/labels/x.txt)"
+        raise LabelError(yaml_path, None, found, expected=expected, hint="fix data.yaml or move the label files there")
+
+
 def _read_yolo_image(image: Path, list_file: Path | None, line: int | None, classes: list[str]) -> LabelledImage:
+    """An image and its label file's objects; no label file is an image without objects, as in Ultralytics."""
     if not image.is_file():
         raise LabelError(list_file or image, line, f"no image file {image}", expected="an image file")
     label = yolo_label_path(image)
-    if not label.is_file():
-        raise LabelError(image, None, f"no label file at {label}", expected="a label file for this image")
     width, height = image_size(image)
+    if not label.is_file():
+        return LabelledImage(image, width, height, [])
     lines = enumerate(read_label_text(label).splitlines(), 1)
     instances = [_yolo_instance(s, n, label, width, height, len(classes)) for n, s in lines if s.strip()]
     return LabelledImage(image, width, height, instances)

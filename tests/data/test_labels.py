@@ -180,6 +180,22 @@ def test_yolo_roboflow_export_with_parent_relative_splits(tmp_path):
     }
 
 
+def test_yolo_image_without_a_label_file_has_no_objects_unless_no_image_has_one(tmp_path):
+    """Ultralytics: 'if there are no objects in an image, no *.txt file is required'. A split where no image has a
+    label file is the labels folder missing or misplaced: one line naming data.yaml and the path looked for."""
+    yaml_path = yolo_dataset(tmp_path)
+    (tmp_path / "labels/train/a.txt").unlink()
+    png(tmp_path / "images/train/D.JPG")  # never had a label file
+    ds = open_box_dataset(yaml_path)
+    assert [(im.path.name, boxes(im)) for im in ds.splits["train"]] == [("D.JPG", []), ("a.png", []), ("b.png", [])]
+    assert boxes(ds.splits["val"][0]) == [(1, (0.0, 0.0, 40.0, 30.0))] and ds.skipped == []
+    (tmp_path / "labels/val/c.txt").unlink()
+    for skip_bad in (False, True):  # a layout problem, not one bad image to skip
+        with pytest.raises(LabelError, match=r"no label file for any of the 1 val images .*labels/val/c.txt") as info:
+            open_box_dataset(yaml_path, skip_bad=skip_bad)
+        assert "data.yaml" in str(info.value) and "\n" not in str(info.value)
+
+
 def test_coco_maps_category_ids_in_id_order_and_finds_images(tmp_path):
     js = coco_dataset(tmp_path)
     for source in (js, tmp_path, tmp_path / "annotations"):
@@ -269,13 +285,6 @@ BAD = {
     "yolo-unknown-class": (yolo_dataset, lambda r: _yolo_line(r, "2 0.5 0.5 0.2 0.2"), "a.txt", 2, "class id 2"),
     "yolo-negative-size": (yolo_dataset, lambda r: _yolo_line(r, "0 0.5 0.5 -0.1 0.2"), "a.txt", 2, "size"),
     "yolo-outside": (yolo_dataset, lambda r: _yolo_line(r, "0 0.9 0.5 0.4 0.2"), "a.txt", 2, "outside 0-1"),
-    "yolo-missing-label": (
-        yolo_dataset,
-        lambda r: (r / "labels/train/a.txt").unlink(),
-        "a.png",
-        None,
-        "no label file at .*labels/train/a.txt",
-    ),
     "yolo-missing-image": (yolo_dataset, _yolo_list_missing_image, "train.txt", 3, "no image file .*ghost.png"),
     "coco-unknown-class": (
         coco_dataset,
