@@ -26,6 +26,9 @@ class TaskConfig:
     name: str = "classify"  # classify | localize: what the network learns (see `cnnkit.tasks`)
     box_loss: str = "smooth_l1"  # localize: smooth_l1 | giou (on the normalised box) | both
     box_weight: float = 1.0  # localize: weight of the box term beside the class cross-entropy
+    metric_loss: str = "triplet"  # verify: triplet (semi-hard negatives mined in the batch, FaceNet) | contrastive
+    margin: float | None = None  # verify: the loss's margin (default: triplet 0.2, contrastive 1.0)
+    embedding_dim: int = 128  # verify: the embedding's width
 
 
 @dataclass
@@ -108,6 +111,8 @@ class Config:
 # Allowed ranges of the numeric fields: key -> (low, high, low_inclusive, high_inclusive); None = unbounded.
 RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "task.box_weight": (0, None, True, True),
+    "task.margin": (0, None, False, True),
+    "task.embedding_dim": (1, 65536, True, True),
     "data.val_fraction": (0, 1, True, False),
     "data.test_fraction": (0, 1, True, False),
     "data.image_size": (1, 16384, True, True),

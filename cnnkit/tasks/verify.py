@@ -5,7 +5,8 @@ the tables give them, L2-normalised). On a zoo backbone the loss trains a linear
 (L2-normalised), and the embedding of the trained run is the PCA of its grid-pooled features, fitted on training
 images before each validation and not normalised (:class:`cnnkit.verification.embedder.Embedder`). Training uses
 FaceNet's triplet loss with online semi-hard negative mining (margin 0.2) on batches of P identities × K = 4 images
-(``epoch_order``), or the contrastive loss (``Verify(loss="contrastive")``).
+(``epoch_order``), or the contrastive loss (``task.metric_loss: contrastive``; ``task.margin``,
+``task.embedding_dim``).
 
 Open set by default: the identities are the data's classes (a folder per identity, or a named dataset's
 classes), and the last 30 % of them (Fashion-MNIST and digits: 7, 8, 9) are held out for the test pairs and
@@ -43,6 +44,7 @@ from .classify import input_size
 
 TEST_IDENTITIES = 0.3  # the share of identities held out for the open-set test
 K_PER_IDENTITY = 4
+LOSSES = {"triplet": 0.2, "contrastive": 1.0}  # the losses and their default margins
 PAIRS = 1000  # matched and as many mismatched pairs sampled from a split
 FIT_IMAGES = 4096  # training images the PCA embedding is fitted on (a seeded sample)
 THRESHOLD_FILE = "verify.json"
@@ -131,13 +133,21 @@ class Verify:
                                             "val_pair_accuracy": "val pair acc", "val_loss": "val loss"}  # fmt: skip
 
     def __init__(self, loss: str = "triplet", margin: float | None = None, dim: int = 128, grid: int = GRID) -> None:
-        if loss not in ("triplet", "contrastive"):
-            raise CnnkitError(f"expected the verification loss triplet or contrastive, found {loss!r}")
-        self.loss_name, self.dim, self.grid = loss, dim, grid
-        self.margin = margin if margin is not None else (0.2 if loss == "triplet" else 1.0)
+        self.grid = grid
+        self.configure(loss, margin, dim)
+
+    def configure(self, loss: str, margin: float | None, dim: int) -> None:
+        """Set the loss, its margin (None: the loss's default) and the embedding width."""
+        if loss not in LOSSES:
+            raise CnnkitError(f"expected task.metric_loss one of {', '.join(LOSSES)}, found {loss!r}")
+        self.loss_name, self.dim = loss, dim
+        self.margin = margin if margin is not None else LOSSES[loss]
 
     # ---- training ---------------------------------------------------------------------------------------------
     def load_data(self, cfg: Config) -> DataSplits:
+        """The open-set splits; also takes the loss, margin and embedding width from ``cfg.task`` (the first thing
+        the trainer asks of a task)."""
+        self.configure(cfg.task.metric_loss, cfg.task.margin, cfg.task.embedding_dim)
         return open_set_splits(load_data(cfg.data, seed=cfg.train.seed, image_size=input_size(cfg)),
                                cfg.data.skip_bad)  # fmt: skip
 

@@ -287,3 +287,20 @@ def test_a_run_saved_before_the_unnormalised_pca_embedding_keeps_its_l2_norm(run
     before = EmbeddingPredictor.from_run(old).model
     assert before.pca_l2 and torch.allclose(before.basis, now.basis)
     torch.testing.assert_close(before(x), torch.nn.functional.normalize(now(x), dim=1))
+
+
+def test_the_loss_its_margin_and_the_embedding_width_are_config_keys(cli, tmp_path: Path) -> None:
+    out = tmp_path / "contrastive"
+    args = ["train", "--task", "verify", "--data", "digits", "--epochs", "1", "--batch-size", "64", "--quiet"]
+    code, _, err = cli(*args, "--out", out, "--set", "task.metric_loss=contrastive", "--set", "task.embedding_dim=16")
+    assert code == 0, err
+    fields = read_card(out).task_fields
+    assert (fields["loss"], fields["margin"], fields["embedding_dim"]) == ("contrastive", 1.0, 16)
+    from cnnkit.tasks.verify import EmbeddingPredictor
+
+    assert EmbeddingPredictor.from_run(out).embed([np.zeros((8, 8), np.uint8)]).shape == (1, 16)
+    for bad, words in (("task.metric_loss=arcface", "task.metric_loss one of triplet, contrastive, found 'arcface'"),
+                       ("task.margin=0", "task.margin")):  # fmt: skip
+        code, _, err = cli(*args, "--out", tmp_path / "bad", "--set", bad)
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "bad" / "model.safetensors").exists()
