@@ -113,10 +113,11 @@ class LabelError(CnnkitError):
 
 
 def read_label_text(path: Path) -> str:
-    """The UTF-8 text of a label file; a LabelError naming the line of a byte that is not UTF-8."""
+    """The UTF-8 text of a label file, without the byte order mark Windows tools (Notepad, Excel's "CSV UTF-8") put
+    first; a LabelError naming the line of a byte that is not UTF-8."""
     data = path.read_bytes()
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         reason = f"byte {data[e.start]:#04x} that is not UTF-8 text"

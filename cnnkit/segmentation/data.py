@@ -119,12 +119,12 @@ def locate(source: str, image: Path, k: int) -> tuple[Path, str]:
     image (crowd annotations are not objects), else (``source``, ``"<image name> object k"``)."""
     import json
 
-    from ..data.labels import _coco_image_dirs, _coco_split_files
+    from ..data.labels import _coco_image_dirs, _coco_split_files, read_label_text
 
     src = Path(source)
     files = [src] if src.suffix == ".json" else list(_coco_split_files(src).values()) if src.is_dir() else []
     for f in files:
-        doc = json.loads(f.read_text(encoding="utf-8"))
+        doc = json.loads(read_label_text(f))
         dirs, target = _coco_image_dirs(f), image.resolve()
         ids = [img.get("id") for img in doc.get("images", [])
                if any((d / str(img.get("file_name"))).resolve() == target for d in dirs)]  # fmt: skip

@@ -231,6 +231,27 @@ def test_csv_groups_rows_by_image(tmp_path):
     assert b.instances == [] and boxes(ds.splits["test"][0]) == [(1, (5.0, 5.0, 9.0, 9.0))]
 
 
+BOM = b"\xef\xbb\xbf"  # what Notepad and Excel's "CSV UTF-8" write before the text
+
+
+@pytest.mark.parametrize(
+    ("make", "label", "fmt"),
+    [(yolo_dataset, "labels/train/a.txt", "yolo"), (yolo_dataset, "data.yaml", "yolo"),
+     (coco_dataset, "annotations/instances_train2017.json", "coco"), (voc_dataset, "Annotations/a.xml", "voc"),
+     (csv_dataset, "labels.csv", "csv")],
+)  # fmt: skip
+def test_a_utf8_byte_order_mark_is_not_part_of_the_labels(tmp_path, make, label, fmt):
+    make(tmp_path)
+    plain = open_box_dataset(_source(tmp_path, fmt))
+    (tmp_path / label).write_bytes(BOM + (tmp_path / label).read_bytes())
+    ds = open_box_dataset(_source(tmp_path, fmt))
+    assert ds.classes == plain.classes and ds.skipped == []
+    assert {s: [boxes(im) for im in ims] for s, ims in ds.splits.items()} == {
+        s: [boxes(im) for im in ims] for s, ims in plain.splits.items()
+    }
+    assert any(im.instances for ims in ds.splits.values() for im in ims)
+
+
 def test_box_sticking_out_by_rounding_is_clipped(tmp_path):
     png(tmp_path / "a.png")
     csv = write(tmp_path / "l.csv", "path,label,x,y,w,h\na.png,c,-0.5,0,40.8,30.4\n")

@@ -101,6 +101,13 @@ def test_a_bad_mask_names_the_file_and_object_or_is_skipped(tmp_path, segmentati
     assert any(where == f"{path}:annotations[1] (object 1 of a.png)" and found in why for where, why in data.skipped)
 
 
+def test_a_bad_mask_in_a_file_that_starts_with_a_byte_order_mark_names_its_object(tmp_path):
+    path = _coco(tmp_path, [[[2.0, 2.0, 12.0, 2.0, 12.0, 10.0]], None])
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # UTF-8 as Windows tools save it
+    with pytest.raises(LabelError, match=r"an object without a mask in .*labels.json:annotations\[1\] \(object 1"):
+        _load(path, "data.test_fraction=0", "data.val_fraction=0")
+
+
 def test_mirroring_moves_masks_and_boxes_with_the_pixels():
     x = torch.zeros(1, 3, 8, 10, dtype=torch.uint8)
     x[0, :, 2:5, 1:4] = 200
