@@ -65,7 +65,8 @@ def decode_mask(seg: Any, width: int, height: int) -> np.ndarray:
     """A COCO segmentation (polygons ``[[x, y, …], …]`` in pixels, an RLE dict, or a bool mask) -> bool [H, W].
 
     Raises:
-        MaskProblem: no mask, a polygon point outside the image, an RLE of another size, or an empty mask.
+        MaskProblem: no mask, a polygon with a non-number or a point outside the image, an RLE of another size or
+            whose run lengths don't cover the image exactly, or an empty mask.
     """
     from pycocotools import mask as mask_utils
 
@@ -74,7 +75,10 @@ def decode_mask(seg: Any, width: int, height: int) -> np.ndarray:
     if isinstance(seg, np.ndarray):
         mask = seg.astype(bool)
     elif isinstance(seg, list):
-        polys = [np.asarray(p, dtype=np.float64) for p in seg]
+        try:
+            polys = [np.asarray(p, dtype=np.float64) for p in seg]
+        except (TypeError, ValueError):
+            raise MaskProblem("a polygon with a non-number", "polygons [[x1, y1, x2, y2, …]] of numbers") from None
         if not polys or any(p.ndim != 1 or len(p) < 6 or len(p) % 2 for p in polys):
             raise MaskProblem("a polygon with fewer than 3 points", expected="polygons [[x1, y1, x2, y2, …]]")
         pts = np.concatenate([p.reshape(-1, 2) for p in polys])
@@ -90,6 +94,11 @@ def decode_mask(seg: Any, width: int, height: int) -> np.ndarray:
         size = list(seg.get("size") or [])
         if size != [height, width]:
             raise MaskProblem(f"an RLE of size {size}", expected=f"an RLE of the image's size [{height}, {width}]")
+        runs = rle_runs(seg.get("counts"))
+        if runs is None or sum(runs) != height * width:  # pycocotools would decode the rest from unset memory
+            found = "no run lengths" if runs is None else f"run lengths adding up to {sum(runs)} pixels"
+            expected = f"RLE counts (run lengths, or COCO's compressed string) adding up to {height}×{width} pixels"
+            raise MaskProblem(f"an RLE with {found}", expected=expected)
         rle = seg if isinstance(seg["counts"], (str, bytes)) else mask_utils.frPyObjects(seg, height, width)
         mask = mask_utils.decode(rle).astype(bool)
     if mask.shape != (height, width):
@@ -97,6 +106,35 @@ def decode_mask(seg: Any, width: int, height: int) -> np.ndarray:
     if not mask.any():
         raise MaskProblem("an empty mask", expected="a mask with at least one pixel inside the image")
     return mask
+
+
+def rle_runs(counts: Any) -> list[int] | None:
+    """An RLE's ``counts`` -> its run lengths: a list of whole numbers as it is, or COCO's compressed string decoded
+    as pycocotools' ``rleFrString`` decodes it; None when ``counts`` is neither or holds a negative run."""
+    if isinstance(counts, list):
+        ok = all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)
+        return counts if ok else None
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii", errors="replace")
+    if not isinstance(counts, str):
+        return None
+    runs: list[int] = []
+    p = 0
+    while p < len(counts):  # a run: 6-bit characters (from "0"), 5 bits each, low first; 0x20: more follow
+        x = k = 0
+        more = True
+        while more:
+            c = ord(counts[p]) - 48 if p < len(counts) else -1
+            if not 0 <= c < 64:
+                return None
+            x |= (c & 0x1F) << 5 * k
+            more, p, k = bool(c & 0x20), p + 1, k + 1
+            if not more and c & 0x10:  # the sign bit of the last character
+                x |= -1 << 5 * k
+        runs.append(x + runs[-2] if len(runs) > 2 else x)  # from the third on: a difference from two runs back
+        if runs[-1] < 0:
+            return None
+    return runs
 
 
 def image_masks(im: LabelledImage, source: str) -> np.ndarray:

@@ -57,14 +57,28 @@ def _rle(mask: np.ndarray) -> dict:
     return {"size": list(rle["size"]), "counts": rle["counts"].decode()}
 
 
+def _compressed(runs: list[int], size: list[int]) -> dict:
+    """Run lengths -> COCO's compressed RLE string (pycocotools), whether or not they cover the image."""
+    from pycocotools import mask as mask_utils
+
+    return {"size": size, "counts": mask_utils.frPyObjects({"size": size, "counts": runs}, *size)["counts"].decode()}
+
+
+# Rows 3-8 of columns 4-10 of a 16×20 image, column by column: 67 off, then (6 on, 10 off) × 6, 6 on, 151 off.
+SQUARE_RUNS = [67, *[6, 10] * 6, 6, 151]
+
+
 def test_polygon_and_rle_masks_are_read(tmp_path):
     square = np.zeros((16, 20), dtype=bool)
     square[3:9, 4:11] = True  # rows 3-8, columns 4-10
     polygon = [[2.0, 2.0, 12.0, 2.0, 12.0, 10.0, 2.0, 10.0]]
-    data = _load(_coco(tmp_path, [polygon, _rle(square)]), "data.test_fraction=0", "data.val_fraction=0")
+    uncompressed = {"size": [16, 20], "counts": SQUARE_RUNS}
+    segs = [polygon, _rle(square), uncompressed, _compressed(SQUARE_RUNS, [16, 20])]
+    data = _load(_coco(tmp_path, segs), "data.test_fraction=0", "data.val_fraction=0")
     (t,) = data.train.targets
-    assert t["masks"].shape == (2, 16, 20)
-    assert torch.equal(t["masks"][1].bool(), torch.from_numpy(square))
+    assert t["masks"].shape == (4, 16, 20)
+    for k in (1, 2, 3):
+        assert torch.equal(t["masks"][k].bool(), torch.from_numpy(square))
     poly = t["masks"][0].bool()
     assert poly[3:9, 3:11].all() and not poly[:1].any() and not poly[11:].any() and not poly[:, 13:].any()
 
@@ -76,6 +90,11 @@ def test_polygon_and_rle_masks_are_read(tmp_path):
         (_rle(np.zeros((16, 20), dtype=bool)), "an empty mask"),
         (_rle(np.ones((8, 8), dtype=bool)), "an RLE of size [8, 8]"),
         (None, "an object without a mask"),
+        ([[2.0, 2.0, "x", 2.0, 12.0, 10.0]], "a polygon with a non-number"),
+        ({"size": [16, 20]}, "an RLE with no run lengths"),
+        ({"size": [16, 20], "counts": SQUARE_RUNS[:-1]}, "an RLE with run lengths adding up to 169 pixels"),
+        (_compressed(SQUARE_RUNS[:-1], [16, 20]), "an RLE with run lengths adding up to 169 pixels"),
+        ({"size": [16, 20], "counts": "~~~"}, "an RLE with no run lengths"),
     ],
 )
 def test_a_bad_mask_names_the_file_and_object_or_is_skipped(tmp_path, segmentation, found):
