@@ -464,7 +464,9 @@ def _coco_image(
 ) -> LabelledImage:
     where = f"images[{i}]"
     width, height, name = img.get("width"), img.get("height"), img.get("file_name")
-    if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0 and name):
+    width, height = (int(v) if isinstance(v, float) and v.is_integer() else v for v in (width, height))  # 640.0
+    sized = isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0
+    if not (sized and isinstance(name, str) and name):
         found = f"file_name {name!r}, width {width!r}, height {height!r}"
         raise LabelError(path, where, found, expected="a file_name and a positive integer width and height")
     image = next((_abs(d / name) for d in dirs if (d / name).is_file()), None)

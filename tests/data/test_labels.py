@@ -208,6 +208,20 @@ def test_coco_maps_category_ids_in_id_order_and_finds_images(tmp_path):
     assert b.instances == [] and b.path == tmp_path / "images/train2017/b.png"
 
 
+def test_coco_image_sizes_written_as_whole_floats_are_read_and_a_bad_file_name_is_one_line(tmp_path):
+    js = coco_dataset(tmp_path)
+    doc = json.loads(js.read_text())
+    doc["images"][0].update(width=40.0, height=30.0)  # as a tool writing from float columns does
+    js.write_text(json.dumps(doc))
+    a, _ = open_box_dataset(js).splits["all"]
+    assert (a.width, a.height) == (40, 30) and boxes(a) == [(1, (1.0, 2.0, 11.0, 7.0)), (0, (0.0, 0.0, 40.0, 30.0))]
+    for image in ({"width": 40.5}, {"file_name": 7}):
+        doc["images"][0].update({"width": 40, "file_name": "a.png", **image})
+        js.write_text(json.dumps(doc))
+        with pytest.raises(LabelError, match=r"a file_name and a positive integer width .*json:images\[0\]"):
+            open_box_dataset(js)
+
+
 def test_voc_is_one_based_with_sorted_names_and_splits(tmp_path):
     ds = open_box_dataset(voc_dataset(tmp_path))
     assert (ds.format, ds.classes, list(ds.splits)) == ("voc", ["cat", "dog"], ["train", "val"])
