@@ -124,8 +124,8 @@ def lfw_pairs(pairs_file: str | Path, root: str | Path, skip_bad: bool = False) 
     pairs_file = Path(pairs_file)
     if not pairs_file.is_file():
         raise CnnkitError(f"expected LFW's pairs.txt at {str(pairs_file)!r}, found no such file; check --pairs")
-    rows = [(n, ln.split()) for n, ln in enumerate(pairs_file.read_text(errors="replace").splitlines(), 1)
-            if ln.strip()]  # fmt: skip
+    text = pairs_file.read_text(encoding="utf-8-sig", errors="replace")  # ASCII; a byte order mark is no field
+    rows = [(n, ln.split()) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
     first = " ".join(rows[0][1]) if rows else ""
     try:
         folds, per_fold = (int(v) for v in first.split())

@@ -94,6 +94,18 @@ def write_pairs(path: Path, lines: list[str]) -> Path:
     return path
 
 
+def test_pairs_saved_on_windows_read_the_same(lfw_root: Path, tmp_path: Path) -> None:
+    """CRLF line ends, a UTF-8 byte order mark, spaces for tabs and a trailing blank line change nothing."""
+    plain, _ = lfw_pairs(write_pairs(tmp_path / "pairs.txt", pair_lines()), lfw_root)
+    windows = tmp_path / "pairs_windows.txt"
+    text = "\r\n".join([*(line.replace("\t", " ") for line in pair_lines()), "", ""])
+    windows.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    found, skipped = lfw_pairs(windows, lfw_root)
+    assert found == plain and skipped == []
+    assert [fold for *_, fold in found] == [k // (2 * PER_FOLD) for k in range(2 * FOLDS * PER_FOLD)]
+    assert [same for _, _, same, _ in found] == ([True] * PER_FOLD + [False] * PER_FOLD) * FOLDS
+
+
 def test_pairs_command_prints_the_block(run: Path, lfw_root: Path, tmp_path: Path, cli) -> None:
     pairs = write_pairs(tmp_path / "pairs.txt", pair_lines())
     code, out, err = cli("verify", "pairs", run, "--pairs", pairs, "--root", lfw_root)
