@@ -20,6 +20,7 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torch import Tensor, nn
 
+from .data.content import fit_content
 from .data.images import ONE_IMAGE, BadImageError, contiguous, pixels, read_image, resize, to_mode
 from .engine.checkpoint import load_weights
 from .models import create_model
@@ -58,6 +59,7 @@ class Predictor:
         self.in_chans = card.input.channels
         self.crop = pre.get("center_crop")  # published weights: resize the shorter side, then centre-crop
         self.size = tuple(self.crop or pre["resize"])
+        self.content = pre.get("content")  # grey datasets of centred objects: user images are brought to their look
         self.normalize = Normalize(pre["mean"], pre["std"], self.device, channels_last=False)
 
     @classmethod
@@ -127,7 +129,8 @@ class Predictor:
     def to_tensor(self, image: ImageLike) -> Tensor:
         """One image (path, Pillow image, HxW[xC] uint8 array, or uint8 Tensor[C, H, W]) -> contiguous uint8
         Tensor[C, H, W], resized (and centre-cropped for published weights) with :func:`~cnnkit.data.images.resize`
-        (within one grey level of Pillow's resize)."""
+        (within one grey level of Pillow's resize). A grey run whose card describes its images' look first brings
+        the image to it (:func:`~cnnkit.data.content.fit_content`: negated, cut to the object and centred)."""
         path = image if isinstance(image, (str, Path)) else None
         if path is not None:
             image = read_image(path, ONE_IMAGE, shorter=self.decode_side)
@@ -135,6 +138,8 @@ class Predictor:
             t = self._pixels(image)
         except (ValueError, OSError) as e:  # pixels that can't be converted (NaN floats, a broken palette)
             raise BadImageError(path or "the image given", str(e) or type(e).__name__, ONE_IMAGE) from None
+        if self.content and len(t) == 1:
+            t = fit_content(t, self.content, self.size)
         out = contiguous(self._resize_crop(t) if self.crop else resize(t, self.size))
         borrowed = isinstance(image, (np.ndarray, Tensor))  # a Pillow image's pixels are a copy already
         if borrowed and out.untyped_storage().data_ptr() == t.untyped_storage().data_ptr():

@@ -363,6 +363,7 @@ class Trainer:
         (h, w), c = data.image_size, data.in_chans
         pre = {"mode": "L" if c == 1 else "RGB", "resize": [h, w], "scale": 255.0}
         fields = self.task.card_fields(cfg, data)
+        pre |= fields.pop("preprocessing", {})  # what the task adds to it (classify: the images' look)
         return RunCard(
             task=self.task.name, model=keep_spec(cfg.model.name, self.run_dir), num_classes=len(data.classes),
             classes=list(data.classes), input=InputSpec(c, h, w),

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from ..config import Config
 from ..data import NAMED, DataSplits, load_data
 from ..data.augment import BatchAugment, preset
+from ..data.content import describe_content
 from ..errors import CnnkitError
 from ..evaluate.metrics import classification_metrics, collect_logits, macro_f1
 from ..models import create_model, model_info
@@ -108,7 +109,11 @@ class Classify:
         return {"val_loss": m["loss"], "val_accuracy": m["top1_accuracy"], "val_macro_f1": f1}
 
     def card_fields(self, cfg: Config, data: DataSplits) -> dict[str, Any]:
-        return {"model_kwargs": model_kwargs(cfg), "task_fields": {"hflip": data.hflip}}
+        """Also the grey training images' look (:func:`~cnnkit.data.content.describe_content`), as a
+        preprocessing key: prediction brings a user's scan or photo to it."""
+        content = describe_content(data.train) if data.in_chans == 1 else None
+        return {"model_kwargs": model_kwargs(cfg), "task_fields": {"hflip": data.hflip},
+                **({"preprocessing": {"content": content}} if content else {})}  # fmt: skip
 
     def report(self, run_dir: Path, **opts: Any) -> Path:
         """The report of :mod:`cnnkit.evaluate.report`, with the blocks of ``report_sections`` before its
