@@ -36,7 +36,7 @@ from ..io import json_safe, read_json, write_json
 from ..runcard import RunCard, read_card
 from ..runtime import Normalize, autocast, batches
 from ..verification.embedder import GRID, Embedder, headless
-from ..verification.lfw import index_pairs, lfw_protocol
+from ..verification.lfw import index_pairs, lfw_protocol, one_fold
 from ..verification.losses import contrastive_loss, triplet_semihard_loss
 from ..verification.pairs import best_threshold, lfw_pairs, pair_distances, sample_pairs, verification_metrics
 from ..verification.sampling import pk_order
@@ -342,7 +342,8 @@ def evaluate_pairs(run: str | Path, pairs_file: str | Path, root: str | Path, *,
                    ) -> dict[str, Any]:  # fmt: skip
     """LFW's standard evaluation of a verify run on a ``pairs.txt`` (LFW's, or one in its layout for your own
     faces under ``root``): every distinct image the pairs name is embedded once (with ``faces``, its aligned face
-    crop), then :func:`cnnkit.verification.lfw.lfw_protocol` on the squared distances.
+    crop), then :func:`cnnkit.verification.lfw.lfw_protocol` on the squared distances (a one-fold file such as
+    ``pairsDevTest.txt``: :func:`~cnnkit.verification.lfw.one_fold` at the run's threshold).
 
     Returns:
         ``lfw_protocol``'s figures plus ``run``, ``pairs_file``, ``root``, ``n_images`` (distinct images
@@ -356,7 +357,12 @@ def evaluate_pairs(run: str | Path, pairs_file: str | Path, root: str | Path, *,
     pred = EmbeddingPredictor.from_run(run, device)
     images, pairs = index_pairs(found)
     emb = embed_images(pred, images, faces, min_face, batch_size)
-    m = lfw_protocol(pair_distances(emb, pairs), pairs.same, pairs.fold)
+    dist = pair_distances(emb, pairs)
+    if len(pairs.fold.unique()) == 1:  # View 1 (pairsDevTest.txt): scored at the run's own threshold
+        record = pred.threshold_record()
+        m = one_fold(dist, pairs.same, float(record["threshold"]), f"the run's {record.get('chosen_on', 'pairs')}")
+    else:
+        m = lfw_protocol(dist, pairs.same, pairs.fold)
     m.update(run=str(run), pairs_file=str(pairs_file), root=str(root), n_images=len(images), faces=faces,
              n_skipped=len(skipped), skipped=skipped)  # fmt: skip
     return m

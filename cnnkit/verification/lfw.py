@@ -75,6 +75,25 @@ def lfw_protocol(dist: Tensor, same: Tensor, fold: Tensor) -> dict[str, Any]:
     return out
 
 
+def one_fold(dist: Tensor, same: Tensor, threshold: float, chosen_on: str) -> dict[str, Any]:
+    """The figures of a pairs file with one fold (View 1's ``pairsDevTest.txt``): no other fold to choose a
+    threshold on, so the accuracy is at ``threshold``, chosen elsewhere (``chosen_on``: the run's validation pairs).
+
+    Args:
+        dist: Tensor[N] squared distances; same: bool Tensor[N].
+
+    Returns:
+        :func:`lfw_protocol`'s keys (``folds`` 1, ``accuracy_std`` 0, the one threshold) plus
+        ``threshold_chosen_on``.
+    """
+    m = verification_metrics(dist, same, threshold)
+    out: dict[str, Any] = {"n_pairs": len(dist), "n_matched": int(same.sum()), "folds": 1,
+                           "accuracy_mean": m["accuracy"], "accuracy_std": 0.0, "fold_accuracies": [m["accuracy"]],
+                           "fold_thresholds": [threshold], "threshold_chosen_on": chosen_on}  # fmt: skip
+    out.update({k: m[k] for k in ("auc", "eer", *map(tar_key, FARS))})
+    return out
+
+
 def lfw_text(m: dict[str, Any]) -> str:
     """The terminal block for :func:`lfw_protocol`'s figures (plus ``pairs_file``, ``skipped`` if present)."""
     skipped = m.get("skipped", [])
@@ -83,7 +102,10 @@ def lfw_text(m: dict[str, Any]) -> str:
         f"{m.get('pairs_file', 'pairs')}: {m['n_pairs']} pairs ({m['n_matched']} matched) in {m['folds']} folds,"
         f" {len(skipped)} skipped",
         f"  {m['folds']}-fold accuracy {m['accuracy_mean']:.4f} ± {m['accuracy_std']:.4f} (each fold at the"
-        " threshold chosen on the other folds; squared distance)",
+        " threshold chosen on the other folds; squared distance)"
+        if "threshold_chosen_on" not in m
+        else f"  accuracy {m['accuracy_mean']:.4f} at threshold {m['fold_thresholds'][0]:.4f} (squared distance,"
+        f" chosen on {m['threshold_chosen_on']})",
         f"  all pairs: ROC AUC {m['auc']:.4f}   EER {m['eer']:.4f}   {tars}",
     ]  # fmt: skip
     lines += [f"  skipped {s}" for s in skipped[:5]]

@@ -115,7 +115,8 @@ def verification_metrics(dist: Tensor, same: Tensor, threshold: float) -> dict[s
 def lfw_pairs(pairs_file: str | Path, root: str | Path, skip_bad: bool = False) -> tuple[list[tuple], list[str]]:
     """Read LFW's ``pairs.txt`` (first line: folds and pairs per fold; then, per fold, that many matched lines
     ``name i j`` and as many mismatched ``name1 i name2 j``); image ``i`` of ``name`` is
-    ``root/name/name_000i.jpg``.
+    ``root/name/name_000i.jpg``. View 1's ``pairsDevTrain.txt`` / ``pairsDevTest.txt`` (first line: the pairs of
+    each kind) are one fold.
 
     Returns:
         ([(path_a, path_b, same, fold)], skipped lines as "line N: reason"). A pair naming a missing image is a
@@ -128,13 +129,14 @@ def lfw_pairs(pairs_file: str | Path, root: str | Path, skip_bad: bool = False) 
     rows = [(n, ln.split()) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
     first = " ".join(rows[0][1]) if rows else ""
     try:
-        folds, per_fold = (int(v) for v in first.split())
+        numbers = [int(v) for v in first.split()]
+        folds, per_fold = numbers if len(numbers) == 2 else (1, *numbers)  # View 1: 'PAIRS', one fold
         if folds < 1 or per_fold < 1:
             raise ValueError
     except ValueError:
-        raise CnnkitError(f"expected a first line 'FOLDS PAIRS' (two positive whole numbers) in {str(pairs_file)!r},"
-                          f" found {first or 'an empty file'!r}; give LFW's pairs.txt (View 2), not"
-                          " pairsDevTrain.txt or pairsDevTest.txt") from None  # fmt: skip
+        raise CnnkitError(f"expected a first line 'FOLDS PAIRS' (pairs.txt) or 'PAIRS' (pairsDevTest.txt), positive"
+                          f" whole numbers, in {str(pairs_file)!r}, found {first or 'an empty file'!r}; give one of"
+                          " LFW's pairs files") from None  # fmt: skip
     if len(rows) - 1 != 2 * folds * per_fold:
         raise CnnkitError(f"expected {2 * folds * per_fold} pair lines after the first line of {str(pairs_file)!r}"
                           f" ({folds} folds × {per_fold} matched and {per_fold} mismatched), found {len(rows) - 1};"

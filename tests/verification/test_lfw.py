@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from cnnkit.errors import CnnkitError
-from cnnkit.verification.lfw import fold_accuracies, index_pairs, lfw_protocol
+from cnnkit.verification.lfw import fold_accuracies, index_pairs, lfw_protocol, one_fold
 from cnnkit.verification.pairs import lfw_pairs
 
 # Three folds of 2 matched (T) and 2 mismatched (F) pairs, distances chosen so that no threshold is a tie:
@@ -48,6 +48,13 @@ def test_protocol_mean_std_and_all_pair_figures_by_hand() -> None:
     assert m["tar_at_far_1e-3"] == pytest.approx(5 / 6) and m["tar_at_far_1e-2"] == pytest.approx(5 / 6)
     with pytest.raises(CnnkitError, match="at least 2 folds .* found 1"):
         lfw_protocol(DIST, SAME, torch.zeros(12, dtype=torch.long))
+
+
+def test_one_fold_is_scored_at_a_threshold_chosen_elsewhere_by_hand() -> None:
+    m = one_fold(DIST, SAME, 0.35, "the run's validation pairs")
+    # matched up to .35: .2 .1 .25 .15 .3 (not .6); mismatched above it: all six -> 11 of 12
+    assert m["folds"] == 1 and m["accuracy_mean"] == pytest.approx(11 / 12) and m["accuracy_std"] == 0
+    assert m["fold_thresholds"] == [0.35] and m["auc"] == pytest.approx(32 / 36) and m["n_pairs"] == 12
 
 
 def test_index_pairs_lists_each_image_once() -> None:
@@ -123,6 +130,27 @@ def test_pairs_command_prints_the_block(run: Path, lfw_root: Path, tmp_path: Pat
     assert 0 <= m["eer"] <= 1 and 0 <= m["auc"] <= 1 and len(m["fold_thresholds"]) == 3
 
 
+def test_a_view_1_file_is_one_fold_at_the_runs_threshold(run: Path, lfw_root: Path, tmp_path: Path, cli) -> None:
+    """pairsDevTest.txt's layout: the first line is the number of matched (and of mismatched) pairs."""
+    import cnnkit
+
+    lines = pair_lines()[1 : 1 + 2 * PER_FOLD]  # fold 0 of the View 2 file: 3 matched, 3 mismatched
+    pairs = write_pairs(tmp_path / "pairsDevTest.txt", [str(PER_FOLD), *lines])
+    code, out, err = cli("verify", "pairs", run, "--pairs", pairs, "--root", lfw_root, "--json")
+    assert code == 0, err
+    m = json.loads(out)
+    threshold = json.loads((run / "verify.json").read_text())["threshold"]
+    assert m["folds"] == 1 and m["n_pairs"] == 6 and m["fold_thresholds"] == [threshold]
+    pred, same, right = cnnkit.load(run), [len(line.split("\t")) == 3 for line in lines], []
+    for (a, b), s in zip(zip(*[iter(_images([str(PER_FOLD), *lines]))] * 2), same):
+        e = pred.embed([lfw_root / n / f"{n}_{int(i):04d}.jpg" for n, i in (a, b)])
+        right.append(bool(((e[0] - e[1]).square().sum() <= threshold) == s))
+    assert m["accuracy_mean"] == pytest.approx(sum(right) / len(right))
+    code, out, _ = cli("verify", "pairs", run, "--pairs", pairs, "--root", lfw_root)
+    assert code == 0 and out.splitlines()[1].startswith(f"  accuracy {m['accuracy_mean']:.4f} at threshold")
+    assert "chosen on the run's" in out
+
+
 def _images(lines: list[str]) -> list[tuple[str, str]]:
     """The (name, index) of every image the pair lines name, repeats included."""
     out = []
@@ -189,8 +217,9 @@ def test_a_missing_image_is_one_line_naming_the_line_or_skipped_and_counted(
 
 @pytest.mark.parametrize(
     "first, message",
-    [("10", r"first line 'FOLDS PAIRS' .* found '10'"), ("3 x", "first line 'FOLDS PAIRS'"),
-     ("0 3", "first line 'FOLDS PAIRS'"), ("3 4", "expected 24 pair lines .* found 18")],
+    [("10", "expected 20 pair lines .* found 18"), ("3 x", "first line 'FOLDS PAIRS'"),
+     ("0 3", "first line 'FOLDS PAIRS'"), ("3 4 5", r"or 'PAIRS' .* found '3 4 5'"),
+     ("3 4", "expected 24 pair lines .* found 18")],
 )  # fmt: skip
 def test_a_malformed_first_line_is_one_line(
     run: Path, lfw_root: Path, tmp_path: Path, cli, first: str, message: str
