@@ -199,7 +199,8 @@ def open_box_dataset(path: str | Path, *, skip_bad: bool = False) -> BoxDataset:
 
     Args:
         path: a YOLO ``data.yaml`` (or a folder holding one); a COCO ``.json`` (or a folder with
-            ``annotations/instances_{train,val,test}*.json``, or that ``annotations`` folder itself); a Pascal VOC
+            ``annotations/instances_{train,val,test}*.json``, or that ``annotations`` folder itself, or Roboflow's
+            export with ``{train,valid,test}/_annotations.coco.json``); a Pascal VOC
             folder (with ``Annotations/``, or holding such a ``VOC/``); a ``.csv`` with the columns
             ``path,label,x,y,w,h[,split]`` (or a folder holding ``labels.csv``). Tried in that order.
         skip_bad: skip (and list in ``skipped``) each image whose label or file is bad instead of raising.
@@ -371,10 +372,14 @@ def _yolo_instance(text: str, line: int, path: Path, width: int, height: int, nu
 # --- COCO ---------------------------------------------------------------------------------------------------------
 
 COCO_NAME = re.compile(r"instances_(train|val|test)(\d*)\.json")
+ROBOFLOW_COCO = "_annotations.coco.json"  # Roboflow's COCO export: one per split folder, beside its images
+ROBOFLOW_SPLITS = {"train": "train", "valid": "val", "val": "val", "test": "test"}
 
 
 def _coco_split_files(folder: Path) -> dict[str, Path]:
-    """``{split: json}`` from ``folder/annotations/instances_<split>*.json`` (or ``folder/instances_…``)."""
+    """``{split: json}`` from ``folder/annotations/instances_<split>*.json`` (or ``folder/instances_…``), or from
+    Roboflow's COCO export: ``folder/{train,valid,test}/_annotations.coco.json`` with the images beside each
+    (``{"all": …}`` for one such folder given alone)."""
     for d in (folder / "annotations", folder):
         found: dict[str, list[Path]] = defaultdict(list)
         for f in sorted(d.glob("instances_*.json")) if d.is_dir() else []:
@@ -386,7 +391,10 @@ def _coco_split_files(folder: Path) -> dict[str, Path]:
                 raise CnnkitError(f"expected one {split} annotation file in {str(d)!r}, found {names}; keep one")
         if found:
             return {s: found[s][0] for s in SPLITS if s in found}
-    return {}
+    if (folder / ROBOFLOW_COCO).is_file():
+        return {"all": folder / ROBOFLOW_COCO}
+    exported = {ROBOFLOW_SPLITS.get(d.name, d.name): d / ROBOFLOW_COCO for d in folder.iterdir() if d.is_dir()}
+    return {s: exported[s] for s in SPLITS if s in exported and exported[s].is_file()}
 
 
 def _open_coco(path: Path, skip_bad: bool) -> BoxDataset:
@@ -447,6 +455,11 @@ def _coco_categories(data: Any, path: Path) -> list[dict]:
     for k, c in enumerate(cats):
         if not (isinstance(c, dict) and isinstance(c.get("id"), int) and c.get("name") is not None):
             raise LabelError(path, f"categories[{k}]", f"{c!r}", expected="{id: int, name: str}", hint="fix the file")
+    # Roboflow's exports list the other categories' supercategory as a category of its own (id 0, its own
+    # supercategory "none") that no annotation uses: not a class. (COCO's own "person" is its own supercategory.)
+    used = {a.get("category_id") for a in data.get("annotations") or [] if isinstance(a, dict)}
+    parents = {c.get("supercategory") for c in cats if c.get("supercategory") != c["name"]}
+    cats = [c for c in cats if c["id"] in used or c["name"] not in parents or c.get("supercategory") == c["name"]]
     return sorted(cats, key=lambda c: c["id"])
 
 

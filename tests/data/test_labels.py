@@ -208,6 +208,43 @@ def test_coco_maps_category_ids_in_id_order_and_finds_images(tmp_path):
     assert b.instances == [] and b.path == tmp_path / "images/train2017/b.png"
 
 
+def _roboflow_split(folder: Path, files: list[str], anns: list[tuple[int, int, list[float]]]) -> None:
+    """One split of Roboflow's COCO export: the images and ``_annotations.coco.json`` side by side, with the
+    supercategory "fruits" listed as category 0, which no annotation uses."""
+    cats = [{"id": 0, "name": "fruits", "supercategory": "none"}, {"id": 1, "name": "apple", "supercategory": "fruits"},
+            {"id": 2, "name": "pear", "supercategory": "fruits"}]  # fmt: skip
+    images = [{"id": i, "file_name": f, "width": 40, "height": 30} for i, f in enumerate(files)]
+    for f in files:
+        png(folder / f)
+    annotations = [{"id": k, "image_id": i, "category_id": c, "bbox": box, "area": box[2] * box[3], "iscrowd": 0}
+                   for k, (i, c, box) in enumerate(anns)]  # fmt: skip
+    write(
+        folder / "_annotations.coco.json",
+        json.dumps({"categories": cats, "images": images, "annotations": annotations}),
+    )
+
+
+def test_a_roboflow_coco_export_opens_with_its_splits_and_without_the_supercategory(tmp_path):
+    _roboflow_split(tmp_path / "train", ["a.jpg.rf.1.png", "b.png"], [(0, 2, [1, 2, 10, 5]), (1, 1, [0, 0, 8, 8])])
+    _roboflow_split(tmp_path / "valid", ["c.png"], [(0, 1, [5, 5, 4, 4])])
+    ds = open_box_dataset(tmp_path)
+    assert ds.format == "coco" and ds.classes == ["apple", "pear"] and list(ds.splits) == ["train", "val"]
+    a, b = ds.splits["train"]
+    assert boxes(a) == [(1, (1.0, 2.0, 11.0, 7.0))] and boxes(b) == [(0, (0.0, 0.0, 8.0, 8.0))]
+    assert a.path == tmp_path / "train" / "a.jpg.rf.1.png" and boxes(ds.splits["val"][0]) == [(0, (5.0, 5.0, 9.0, 9.0))]
+    alone = open_box_dataset(tmp_path / "train")  # one split folder given by itself
+    assert list(alone.splits) == ["all"] and alone.classes == ["apple", "pear"]
+
+
+def test_a_category_that_is_its_own_supercategory_stays_when_unused(tmp_path):
+    js = coco_dataset(tmp_path)
+    doc = json.loads(js.read_text())
+    for c in doc["categories"]:
+        c["supercategory"] = "unused"  # the unused category is the others' supercategory and its own (COCO's "person")
+    js.write_text(json.dumps(doc))
+    assert open_box_dataset(js).classes == ["dog", "bird", "unused"]
+
+
 def test_coco_image_sizes_written_as_whole_floats_are_read_and_a_bad_file_name_is_one_line(tmp_path):
     js = coco_dataset(tmp_path)
     doc = json.loads(js.read_text())
