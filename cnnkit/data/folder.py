@@ -1,4 +1,5 @@
-"""Image-folder datasets: ``ROOT/CLASS/*.png`` or ``ROOT/{train,val,test}/CLASS/*.png``.
+"""Image-folder datasets: ``ROOT/CLASS/*.png`` or ``ROOT/{train,val,test}/CLASS/*.png`` (also named as other
+tools name them: ``training``, ``valid`` / ``validation``, ``testing``).
 
 Every file is decoded once up front, so a damaged file stops the run before training starts, with its
 name; with ``skip_bad`` it is skipped and listed instead. Decoded images are kept in memory (uint8) when
@@ -21,6 +22,11 @@ from ..errors import CnnkitError
 from .images import GRAY_MODES, BadImageError, image_mode, load_image
 
 SPLITS = ("train", "val", "test")
+# the split folders' names as datasets and tools write them (Roboflow: valid; the MNIST PNG sets: training, testing)
+SPLIT_FOLDERS = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test", "testing")}
+# what operating systems leave in folders: macOS's zip resource forks, Windows' thumbnail caches and folder settings
+SYSTEM_FOLDERS = ("__MACOSX",)
+SYSTEM_FILES = ("Thumbs.db", "desktop.ini")
 MEMORY_BUDGET = 1 << 30  # bytes of decoded uint8 pixels kept in memory
 
 
@@ -34,7 +40,7 @@ class FolderIndex:
 
 
 def _class_files(split_dir: Path, classes: list[str] | None) -> tuple[list[str], list[tuple[Path, int]]]:
-    class_dirs = sorted(d for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    class_dirs = sorted(d for d in split_dir.iterdir() if d.is_dir() and not _system(d))
     if not class_dirs:
         raise CnnkitError(
             f"expected one sub-folder per class in {str(split_dir)!r}, found none; see `cnnkit train --help`"
@@ -48,7 +54,7 @@ def _class_files(split_dir: Path, classes: list[str] | None) -> tuple[list[str],
             raise CnnkitError(
                 f"expected a class folder cnnkit may read, found {str(d)!r} unreadable; fix its permissions"
             )
-        found = sorted(f for f in d.rglob("*") if f.is_file() and not f.name.startswith("."))
+        found = sorted(f for f in d.rglob("*") if f.is_file() and not any(map(_system, f.relative_to(d).parts)))
         if not found:
             raise CnnkitError(
                 f"expected images in class folder {str(d)!r}, found an empty folder; add images or remove it"
@@ -57,24 +63,38 @@ def _class_files(split_dir: Path, classes: list[str] | None) -> tuple[list[str],
     return names, files
 
 
+def _system(part: Path | str) -> bool:
+    """Whether a file or folder name is the system's, not the data's: hidden (``.DS_Store``, macOS's ``._x.jpg``),
+    :data:`SYSTEM_FOLDERS` or :data:`SYSTEM_FILES`."""
+    name = Path(part).name
+    return name.startswith(".") or name in SYSTEM_FOLDERS or name in SYSTEM_FILES
+
+
+def _split_folder(root: Path, split: str) -> Path | None:
+    """``root``'s folder for ``split`` under any of its names (:data:`SPLIT_FOLDERS`), or None."""
+    return next((root / n for n in SPLIT_FOLDERS[split] if (root / n).is_dir()), None)
+
+
 def class_name(folder: Path) -> str:
     """A class folder's name as text: bytes that are not UTF-8 become U+FFFD, so reports and CSVs can write it."""
     return os.fsencode(folder.name).decode("utf-8", errors="replace")
 
 
 def index_folder(root: str | Path) -> FolderIndex:
-    """Find classes and files; ``train/`` (``val/``, ``test/``) sub-folders give the splits when present."""
+    """Find classes and files; ``train/`` (``val/``, ``test/``, under any of their :data:`SPLIT_FOLDERS` names)
+    sub-folders give the splits when present. System files and folders (:func:`_system`) are not data."""
     root = Path(root).resolve()
     if not root.is_dir():
         raise CnnkitError(
             f"expected a dataset name (fashion-mnist, digits) or a folder, found no folder at {str(root)!r}"
         )
-    if (root / "train").is_dir():
-        classes, files = _class_files(root / "train", None)
+    train = _split_folder(root, "train")
+    if train is not None:
+        classes, files = _class_files(train, None)
         out = {"train": files}
         for split in SPLITS[1:]:
-            if (root / split).is_dir():
-                out[split] = _class_files(root / split, classes)[1]
+            if (folder := _split_folder(root, split)) is not None:
+                out[split] = _class_files(folder, classes)[1]
         return FolderIndex(classes, out)
     classes, files = _class_files(root, None)
     return FolderIndex(classes, {"all": files})

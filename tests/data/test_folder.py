@@ -125,3 +125,23 @@ def test_on_demand_decoding_when_over_the_memory_budget(tmp_path, monkeypatch):
     assert isinstance(d.train, folder.ImageFiles)
     x, y = d.train[0]
     assert x.shape == (1, 8, 8) and y in (0, 1)
+
+
+@pytest.mark.parametrize("names", [("training", "validation", "testing"), ("train", "valid", "test")])
+def test_split_folders_named_as_other_tools_name_them(tmp_path, names):
+    """The MNIST PNG sets' training/ and testing/, Roboflow's valid/: splits, not two or three classes."""
+    for split, n in zip(names, (6, 2, 3)):
+        make_folder(tmp_path / split, per_class=n)
+    d = load_data(DataConfig(name=str(tmp_path)), image_size=(8, 8))
+    assert d.classes == ["cat", "dog"] and (len(d.train), len(d.val), len(d.test)) == (12, 4, 6)
+
+
+def test_what_macos_and_windows_leave_in_folders_is_not_data(tmp_path):
+    make_folder(tmp_path, classes=("a", "b"), per_class=5)
+    (tmp_path / "__MACOSX" / "a").mkdir(parents=True)  # an unzipped macOS archive's resource forks
+    (tmp_path / "__MACOSX" / "a" / "._0.png").write_bytes(b"\x00\x05\x16\x07 not an image")
+    (tmp_path / "a" / "._0.png").write_bytes(b"\x00\x05\x16\x07 not an image")
+    (tmp_path / "a" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0 not an image")
+    (tmp_path / "b" / "desktop.ini").write_text("[.ShellClassInfo]\n")
+    d = load_data(DataConfig(name=str(tmp_path), val_fraction=0.2, test_fraction=0.2), image_size=(8, 8))
+    assert d.classes == ["a", "b"] and len(d.train) + len(d.val) + len(d.test) == 10 and not d.skipped
