@@ -445,6 +445,12 @@ def _read_coco_json(path: Path, skip_bad: bool, skipped: list[tuple[str, str]]) 
     return [str(c["name"]) for c in cats], _collect(enumerate(data["images"]), read, skip_bad, skipped)
 
 
+def coco_crowd(ann: dict) -> bool:
+    """Whether a COCO annotation is a crowd region: ``iscrowd`` 1, also when a tool wrote it as "1" or 1.0 (the
+    string "0" is not a crowd, though it is true in Python)."""
+    return str(ann.get("iscrowd") or 0).strip().lower() in ("1", "1.0", "true")
+
+
 def _coco_categories(data: Any, path: Path) -> list[dict]:
     """The categories sorted by id, after checking the file's overall shape."""
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not data.get("categories"):
@@ -486,7 +492,7 @@ def _coco_image(
     if image is None:
         looked = ", ".join(str(d) for d in dirs)
         raise LabelError(path, where, f"no image file {name!r} (looked in {looked})", expected="an image file")
-    instances = [_coco_instance(path, j, ann, index, width, height) for j, ann in anns if not ann.get("iscrowd")]
+    instances = [_coco_instance(path, j, ann, index, width, height) for j, ann in anns if not coco_crowd(ann)]
     return LabelledImage(image, width, height, instances)
 
 

@@ -157,7 +157,7 @@ def locate(source: str, image: Path, k: int) -> tuple[Path, str]:
     image (crowd annotations are not objects), else (``source``, ``"<image name> object k"``)."""
     import json
 
-    from ..data.labels import _coco_image_dirs, _coco_split_files, read_label_text
+    from ..data.labels import _coco_image_dirs, _coco_split_files, coco_crowd, read_label_text
 
     src = Path(source)
     files = [src] if src.suffix == ".json" else list(_coco_split_files(src).values()) if src.is_dir() else []
@@ -166,9 +166,7 @@ def locate(source: str, image: Path, k: int) -> tuple[Path, str]:
         dirs, target = _coco_image_dirs(f), image.resolve()
         ids = [img.get("id") for img in doc.get("images", [])
                if any((d / str(img.get("file_name"))).resolve() == target for d in dirs)]  # fmt: skip
-        anns = [
-            j for j, a in enumerate(doc.get("annotations", [])) if a.get("image_id") in ids and not a.get("iscrowd")
-        ]
+        anns = [j for j, a in enumerate(doc.get("annotations", [])) if a.get("image_id") in ids and not coco_crowd(a)]
         if len(ids) == 1 and k < len(anns):
             return f, f"annotations[{anns[k]}] (object {k} of {image.name})"
     return src, f"{image.name} object {k}"

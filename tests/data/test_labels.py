@@ -236,6 +236,15 @@ def test_a_roboflow_coco_export_opens_with_its_splits_and_without_the_supercateg
     assert list(alone.splits) == ["all"] and alone.classes == ["apple", "pear"]
 
 
+def test_iscrowd_written_as_text_or_a_float_means_what_it_says(tmp_path):
+    js = coco_dataset(tmp_path)
+    doc = json.loads(js.read_text())
+    doc["annotations"][0]["iscrowd"], doc["annotations"][1]["iscrowd"] = "0", 1.0  # as some converters write them
+    js.write_text(json.dumps(doc))
+    a, _ = open_box_dataset(js).splits["all"]
+    assert boxes(a) == [(1, (1.0, 2.0, 11.0, 7.0))]  # "0" kept, 1.0 a crowd left out
+
+
 def test_a_category_that_is_its_own_supercategory_stays_when_unused(tmp_path):
     js = coco_dataset(tmp_path)
     doc = json.loads(js.read_text())
