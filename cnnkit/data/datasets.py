@@ -180,9 +180,9 @@ def _carve(files: dict[str, list], source: str, target: str, fraction: float, se
     return {**files, source: [files[source][i] for i in keep], target: [files[source][i] for i in held]}
 
 
-def _folder(cfg: DataConfig, seed: int, size: tuple[int, int]) -> DataSplits:
+def _folder(cfg: DataConfig, seed: int, size: tuple[int, int], content: dict[str, Any] | None = None) -> DataSplits:
     index = index_folder(cfg.name)
-    in_chans = infer_channels(index)
+    in_chans = 1 if content else infer_channels(index)  # a grey run's look: its images are grey
     files = index.files
     if "all" in files:
         files = _carve({"train": files["all"]}, "train", "test", cfg.test_fraction, seed)
@@ -192,7 +192,7 @@ def _folder(cfg: DataConfig, seed: int, size: tuple[int, int]) -> DataSplits:
     splits = {}
     for split in ("train", "val", "test"):
         if files.get(split):
-            splits[split] = build_split(files[split], in_chans, size, cfg.skip_bad, skipped, TensorImages)
+            splits[split] = build_split(files[split], in_chans, size, cfg.skip_bad, skipped, TensorImages, content)
         else:
             splits[split] = TensorImages(torch.zeros(0, in_chans, *size, dtype=torch.uint8), torch.zeros(0))
     source = str(Path(cfg.name).resolve())
@@ -202,7 +202,8 @@ def _folder(cfg: DataConfig, seed: int, size: tuple[int, int]) -> DataSplits:
     )  # fmt: skip
 
 
-def load_data(cfg: DataConfig, seed: int = 0, image_size: tuple[int, int] | None = None) -> DataSplits:
+def load_data(cfg: DataConfig, seed: int = 0, image_size: tuple[int, int] | None = None,
+              content: dict[str, Any] | None = None) -> DataSplits:  # fmt: skip
     """Load ``cfg.name`` (a named dataset or a folder) into train / val / test splits.
 
     Args:
@@ -210,9 +211,11 @@ def load_data(cfg: DataConfig, seed: int = 0, image_size: tuple[int, int] | None
         seed: seeds the stratified validation (and, for folders without one, test) split.
         image_size: (H, W) to resize to; named datasets keep their native size when ``None``,
             folders need one.
+        content: a grey run's look (``model.json``'s ``preprocessing.content``): a folder's images, read grey,
+            are brought to it (:func:`cnnkit.data.content.fit_content`), as ``predict`` brings one image.
     """
     if cfg.name in NAMED:
         return _named(cfg, seed, image_size)
     if image_size is None:
         raise ValueError("folder datasets need an image_size")
-    return _folder(cfg, seed, image_size)
+    return _folder(cfg, seed, image_size, content)

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -115,15 +116,16 @@ def infer_channels(index: FolderIndex) -> int:
 class ImageFiles(Dataset):
     """Decodes files on demand: item -> (uint8 Tensor[C, H, W], label)."""
 
-    def __init__(self, files: list[tuple[Path, int]], in_chans: int, size: tuple[int, int]) -> None:
-        self.files, self.in_chans, self.size = files, in_chans, size
+    def __init__(self, files: list[tuple[Path, int]], in_chans: int, size: tuple[int, int],
+                 content: dict[str, Any] | None = None) -> None:  # fmt: skip
+        self.files, self.in_chans, self.size, self.content = files, in_chans, size, content
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
         path, label = self.files[i]
-        return load_image(path, self.in_chans, self.size), label
+        return load_image(path, self.in_chans, self.size, content=self.content), label
 
 
 def decode_all(
@@ -134,13 +136,15 @@ def decode_all(
     keep: bool,
     skipped: list[tuple[str, str]],
     desc: str = "checking images",
+    content: dict[str, Any] | None = None,
 ) -> tuple[list[tuple[Path, int]], list[Tensor]]:
-    """Decode every file once: the good ``files`` and, when ``keep``, their tensors. Bad files raise or are skipped."""
+    """Decode every file once: the good ``files`` and, when ``keep``, their tensors (brought to ``content``'s look,
+    see :func:`~cnnkit.data.images.load_image`). Bad files raise or are skipped."""
     good, tensors = [], []
     bar_off = True if len(files) < 500 else None  # None: tqdm shows it only on a terminal, not in a log file
     for path, label in tqdm(files, desc=desc, unit="img", leave=False, disable=bar_off):
         try:
-            t = load_image(path, in_chans, size)
+            t = load_image(path, in_chans, size, content=content)
         except BadImageError as e:
             if not skip_bad:
                 raise
@@ -163,12 +167,14 @@ def build_split(
     skip_bad: bool,
     skipped: list[tuple[str, str]],
     tensor_dataset: Callable[[Tensor, Tensor, list[str]], Dataset],
+    content: dict[str, Any] | None = None,
 ) -> Dataset:
-    """Validate ``files`` and return an in-memory dataset when it fits, else an on-demand one."""
+    """Validate ``files`` and return an in-memory dataset when it fits, else an on-demand one (images brought to
+    ``content``'s look when given)."""
     keep = fits_in_memory(len(files), in_chans, size)
-    good, tensors = decode_all(files, in_chans, size, skip_bad, keep, skipped)
+    good, tensors = decode_all(files, in_chans, size, skip_bad, keep, skipped, content=content)
     if not good:
         raise CnnkitError("expected at least one readable image, found none; check the dataset folder")
     if keep:
         return tensor_dataset(torch.stack(tensors), torch.tensor([lbl for _, lbl in good]), [str(p) for p, _ in good])
-    return ImageFiles(good, in_chans, size)
+    return ImageFiles(good, in_chans, size, content)

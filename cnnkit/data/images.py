@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from ..errors import CnnkitError
+from .content import fit_content
 
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
@@ -62,8 +64,10 @@ def to_mode(im: Image.Image, in_chans: int) -> Image.Image:
     return im if im.mode == mode else im.convert(mode)  # no copy when it is already in that mode
 
 
-def load_image(path: str | Path, in_chans: int, size: tuple[int, int] | None, hint: str = SKIP_HINT) -> Tensor:
-    """Decode ``path`` fully -> uint8 ``Tensor[in_chans, H, W]``, resized to ``size`` (H, W) when given.
+def load_image(path: str | Path, in_chans: int, size: tuple[int, int] | None, hint: str = SKIP_HINT,
+               content: dict[str, Any] | None = None) -> Tensor:  # fmt: skip
+    """Decode ``path`` fully -> uint8 ``Tensor[in_chans, H, W]``, resized to ``size`` (H, W) when given; with
+    ``content`` (a grey run's look, :func:`cnnkit.data.content.describe_content`) brought to that look first.
 
     Raises:
         BadImageError: naming the file, for anything that isn't a complete, decodable image of at most
@@ -72,6 +76,8 @@ def load_image(path: str | Path, in_chans: int, size: tuple[int, int] | None, hi
     """
     im = read_image(path, hint)
     try:
+        if content and in_chans == 1 and size is not None:
+            return contiguous(resize(fit_content(pil_to_tensor(im, 1, None), content, size), size))
         return pil_to_tensor(im, in_chans, size)
     except (ValueError, OSError) as e:  # pixels that can't be converted (NaN floats, a broken palette)
         raise BadImageError(path, _reason(e), hint) from None

@@ -77,8 +77,9 @@ def load_eval_set(members: list[Member], data: str | None, split: str, data_dir:
     data_cfg = dataclasses.replace(ref.data, name=data or ref.data.name, data_dir=data_dir or ref.data.data_dir)
     by_size: dict[tuple[int, int], DataSplits] = {}
     for m in members:
-        if m.size not in by_size:
-            by_size[m.size] = load_data(data_cfg, seed=ref.train.seed, image_size=m.size)
+        if m.size not in by_size:  # other data than the run's own is brought to the look of the run's (grey runs)
+            content = m.predictor.content if data is not None and data != ref.data.name else None
+            by_size[m.size] = load_data(data_cfg, seed=ref.train.seed, image_size=m.size, content=content)
         _check_classes(m, by_size[m.size])
     first = by_size[members[0].size]
     if data is None:  # the run's own data: the split it recorded, or a clear refusal

@@ -81,3 +81,20 @@ def test_a_grey_run_brings_scans_to_the_look_of_its_data(digits_run: Path) -> No
     as_they_are = torch.stack([pred.to_tensor(s) for s in scans]).float()
     # mean absolute difference from the dataset's own images, grey levels (the digits average 78)
     assert (fitted - original).abs().mean() < 45 and (as_they_are - original).abs().mean() > 120
+
+
+def test_evaluate_on_a_folder_of_scans_brings_them_to_the_runs_look(digits_run: Path, tmp_path: Path) -> None:
+    from cnnkit.evaluate.runs import load_eval_set, load_member
+
+    d = load_digits()
+    digits, labels = (d.images[-100:] * 16).clip(0, 255).astype(np.uint8), d.target[-100:]
+    for i, (a, y) in enumerate(zip(digits, labels)):
+        path = tmp_path / "scans" / str(y) / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(_scan(a, i)).convert("RGB").save(path)  # a phone's photo is RGB, even of ink on paper
+    member = load_member(digits_run)
+    got = load_eval_set([member], str(tmp_path / "scans"), "test", None)
+    images = got.datasets[(8, 8)].images.float()
+    assert images.shape[1:] == (1, 8, 8) and len(images) == len(got.ids) > 10
+    original = torch.stack([torch.from_numpy(digits[int(Path(p).stem)]) for p in got.ids]).float()[:, None]
+    assert (images - original).abs().mean() < 45  # as the predictor brings one scan (the test above)
