@@ -1,12 +1,13 @@
-"""Digits as a user's scans show them: how a digits run predicts ink on paper, with and without bringing the image
-to the look of its data (``cnnkit.data.content``).
+"""A dataset's test images as a user's scans or photos show them: how a grey run predicts dark-on-light pictures,
+with and without bringing them to the look of its data (``cnnkit.data.content``).
 
-Trains a smallcnn on scikit-learn's digits (15 epochs, seconds), then predicts the run's 359 test digits three
-ways: as they are in the dataset; as scans (negated to dark ink on grey paper, 12× larger, somewhere on a
-200×160 sheet) brought to the data's look, as ``cnnkit predict`` does; and the same scans fed as they are. Prints
-the three accuracies and writes a picture of eight scans beside what the model saw.
+Trains a smallcnn (digits: 15 epochs, seconds; Fashion-MNIST: ``--epochs``, 2 by default, minutes), then predicts
+the run's test images (at most ``--limit``) three ways: as they are in the dataset; as pictures (negated to dark on
+a light sheet, 12× larger, somewhere on a larger sheet: ink on paper, a garment on a table) brought to the data's
+look, as ``cnnkit predict`` does; and the same pictures fed as they are. Prints the three accuracies and writes a
+picture of eight of them beside what the model saw. Run it alone.
 
-    .venv/bin/python benchmarks/scans.py [--out docs/images/scans.png]
+    .venv/bin/python benchmarks/scans.py [--data digits|fashion-mnist] [--out docs/images/scans.png]
 """
 
 from __future__ import annotations
@@ -24,45 +25,50 @@ from cnnkit.config import from_dict, load_yaml
 from cnnkit.data import load_data
 
 
-def scan(digit: np.ndarray, i: int) -> np.ndarray:
-    """An 8×8 uint8 digit (bright on black) as a scanned page shows it: dark ink on grey paper, 12× larger,
-    placed somewhere on a 200×160 sheet (the place moves with ``i``)."""
-    big = np.asarray(Image.fromarray(255 - digit).resize((96, 96), Image.Resampling.BILINEAR))
-    page = np.full((200, 160), 235, np.uint8)
-    y, x = 20 + (i * 7) % 60, 10 + (i * 11) % 50
-    page[y : y + 96, x : x + 96] = np.minimum(big, 235)
+def scan(image: np.ndarray, i: int) -> np.ndarray:
+    """A uint8 image (bright on black, s × s) as a scan or photo shows it: dark on a light grey sheet, 12× larger,
+    placed somewhere on a sheet 25 s × 20 s (the place moves with ``i``)."""
+    s = image.shape[0]
+    big = np.asarray(Image.fromarray(255 - image).resize((12 * s, 12 * s), Image.Resampling.BILINEAR))
+    page = np.full((25 * s, 20 * s), 235, np.uint8)
+    y, x = (20 + (i * 7) % 60) * s // 8, (10 + (i * 11) % 50) * s // 8
+    page[y : y + 12 * s, x : x + 12 * s] = np.minimum(big, 235)
     return page
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default="digits", choices=["digits", "fashion-mnist"])
+    p.add_argument("--epochs", type=int, help="default: 15 for digits, 2 for Fashion-MNIST")
+    p.add_argument("--limit", type=int, default=1000, help="test images at most")
     p.add_argument("--out", default="scans.png", help="the picture to write")
     a = p.parse_args()
-    run = Path(tempfile.mkdtemp(prefix="scans-")) / "digits"
-    assert cnnkit_main(["train", "--data", "digits", "--epochs", "15", "--out", str(run), "--quiet"]) == 0
+    epochs = a.epochs or (15 if a.data == "digits" else 2)
+    run = Path(tempfile.mkdtemp(prefix="scans-")) / a.data
+    assert cnnkit_main(["train", "--data", a.data, "--epochs", str(epochs), "--out", str(run), "--quiet"]) == 0
     pred = cnnkit.load(run)
     cfg = from_dict(load_yaml(run / "config.yaml"))
     test = load_data(cfg.data, seed=cfg.train.seed).test  # the run's own test split (same seed)
-    digits, labels = test.images[:, 0].numpy(), test.labels.numpy()
-    scans = [scan(d, i) for i, d in enumerate(digits)]
+    images, labels = test.images[: a.limit, 0].numpy(), test.labels[: a.limit].numpy()
+    scans = [scan(im, i) for i, im in enumerate(images)]
 
     def accuracy(images: list[np.ndarray]) -> float:
         return float(np.mean([q.index for q in pred.predict(images)] == labels))
 
-    original, fitted = accuracy(list(digits)), accuracy(scans)
+    original, fitted = accuracy(list(images)), accuracy(scans)
     seen = [pred.to_tensor(s)[0].numpy() for s in scans[:8]]
     look, pred.content = pred.content, None
     as_they_are = accuracy(scans)
-    print(f"{len(labels)} test digits of a 15-epoch digits run; the data's look: {look}")
+    print(f"{len(labels)} test images of a {epochs}-epoch {a.data} run; the data's look: {look}")
     print(f"  as in the dataset: {original:.3f}")
-    print(f"  as scans, brought to the data's look (cnnkit predict): {fitted:.3f}")
-    print(f"  as scans, fed as they are: {as_they_are:.3f}")
+    print(f"  as dark-on-light pictures, brought to the data's look (cnnkit predict): {fitted:.3f}")
+    print(f"  as dark-on-light pictures, fed as they are: {as_they_are:.3f}")
     picture(scans[:8], seen, Path(a.out))
     print(f"wrote {a.out}")
 
 
 def picture(scans: list[np.ndarray], seen: list[np.ndarray], out: Path) -> None:
-    """Two rows: the scans, and the 8×8 images the model was given."""
+    """Two rows: the scans, and the images the model was given (at its input size)."""
     import matplotlib
 
     matplotlib.use("Agg")

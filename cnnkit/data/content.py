@@ -7,8 +7,11 @@ light and fills some share of a larger frame; fed as it is, the model sees somet
 
 Training records how the grey training images look (:func:`describe_content`: the background's side and how much
 of the frame the object fills) in the run card's preprocessing, and prediction brings an image to that look
-(:func:`fit_content`): negated when its plain background is on the other side, and, when it is not already the
-training size, cut to the object and centred on a square of its background that the object fills as much.
+(:func:`fit_content`): negated when its plain background is on the other side, its grey levels stretched so the
+background is the training images' (a model trained on black backgrounds is lost on the dark grey of negated
+paper: a 2-epoch Fashion-MNIST run fell from 0.93 to 0.44 accuracy with its backgrounds raised from 0 to 20), and,
+when it is not already the training size, cut to the object and centred on a square of background that the object
+fills as much.
 """
 
 from __future__ import annotations
@@ -51,9 +54,10 @@ def object_box(image: Tensor, level: float) -> tuple[int, int, int, int] | None:
 
 def describe_content(images: Tensor) -> dict[str, Any] | None:
     """How grey training images look, for the run card: uint8 Tensor[N, 1, H, W] (or a dataset whose
-    ``images`` it is) -> ``{"background": "dark" | "light", "fill": f}``, with ``f`` the median share of the frame's
-    longer side that the object's box spans; None for colour images, or when fewer than :data:`AGREE` of them have
-    their background on the same side (photographs: nothing to bring an image to)."""
+    ``images`` it is) -> ``{"background": "dark" | "light", "level": g, "fill": f}``, with ``g`` the median grey of
+    their backgrounds and ``f`` the median share of the frame's longer side that the object's box spans; None for
+    colour images, or when fewer than :data:`AGREE` of them have their background on the same side (photographs:
+    nothing to bring an image to)."""
     images = getattr(images, "images", images)
     if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 1 or not len(images):
         return None
@@ -68,7 +72,17 @@ def describe_content(images: Tensor) -> dict[str, Any] | None:
         if box is not None:
             fills.append(max(box[2] - box[0], box[3] - box[1]) / max(images.shape[-2:]))
     fill = float(torch.tensor(fills).median()) if fills else 1.0
-    return {"background": "dark" if dark >= AGREE else "light", "fill": round(fill, 3)}
+    side = "dark" if dark >= AGREE else "light"
+    return {"background": side, "level": round(float(levels.median())), "fill": round(fill, 3)}
+
+
+def stretch(image: Tensor, level: float, target: float, dark: bool) -> Tensor:
+    """uint8 Tensor[1, H, W] whose background is ``level`` -> the same with its background at ``target``: on a
+    dark background grey levels are mapped linearly so ``level`` -> ``target`` and 255 stays, on a light one so
+    ``level`` -> ``target`` and 0 stays (clamped to 0–255)."""
+    x = image.float()
+    x = (x - level) * (255 - target) / max(255 - level, 1.0) + target if dark else x * target / max(level, 1.0)
+    return x.round().clamp(0, 255).to(torch.uint8)
 
 
 def fit_content(image: Tensor, content: dict[str, Any], size: tuple[int, int]) -> Tensor:
@@ -76,15 +90,20 @@ def fit_content(image: Tensor, content: dict[str, Any], size: tuple[int, int]) -
     :func:`describe_content`; ``size`` the training images' (H, W)).
 
     An image whose frame is not plain is returned as it is (a cluttered photo: no background to read). Otherwise
-    it is negated when its background is on the other side of mid-grey from the training images'; then, unless it
-    already is ``size`` (an image in the dataset's own format), cut to the box of its object and centred on a
-    square of its background whose side the box spans ``fill`` of. A new tensor whenever anything changed.
+    it is negated when its background is on the other side of mid-grey from the training images', its grey levels
+    are stretched so its background is theirs (:func:`stretch`, to ``level``), and, unless it already is ``size``
+    (an image in the dataset's own format), it is cut to the box of its object and centred on a square of
+    background whose side the box spans ``fill`` of. A new tensor whenever anything changed.
     """
     level, plain = background(image)
     if not plain:
         return image
-    if (level >= 128) != (content["background"] == "light"):
+    dark = content["background"] == "dark"
+    if (level < 128) != dark:
         image, level = 255 - image, 255 - level
+    target = float(content.get("level", 0 if dark else 255))
+    if round(level) != round(target):
+        image, level = stretch(image, level, target, dark), target
     box = None if tuple(image.shape[-2:]) == tuple(size) else object_box(image, level)
     if box is None:
         return image

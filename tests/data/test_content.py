@@ -13,7 +13,7 @@ from torch import Tensor
 
 from cnnkit.data.content import describe_content, fit_content
 
-DARK = {"background": "dark", "fill": 1.0}
+DARK = {"background": "dark", "level": 0, "fill": 1.0}  # as digits and Fashion-MNIST: objects on black
 
 
 def _sheet(h: int, w: int, paper: int = 230) -> Tensor:
@@ -25,10 +25,11 @@ def test_ink_on_paper_is_negated_cut_to_the_object_and_centred() -> None:
     page[0, 5:15, 20:26] = 10  # a 10 × 6 stroke of ink, off-centre
     out = fit_content(page, DARK, (8, 8))
     assert out.shape == (1, 10, 10)  # the object's longer side fills the square
-    want = torch.full((1, 10, 10), 255 - 230, dtype=torch.uint8)
-    want[0, :, 2:8] = 255 - 10  # bright on dark, in the middle
+    # negated: paper 25, ink 245; stretched so the paper is black and white stays: ink (245 − 25) · 255 / 230 = 244
+    want = torch.zeros((1, 10, 10), dtype=torch.uint8)
+    want[0, :, 2:8] = 244  # bright on black, in the middle
     assert torch.equal(out, want)
-    half = fit_content(page, {"background": "dark", "fill": 0.5}, (8, 8))
+    half = fit_content(page, {"background": "dark", "level": 0, "fill": 0.5}, (8, 8))
     assert half.shape == (1, 20, 20) and torch.equal(half[0, 5:15, 7:13], want[0, :, 2:8])
 
 
@@ -38,22 +39,26 @@ def test_an_image_already_like_the_data_is_left_as_it_is() -> None:
     assert fit_content(own, DARK, (8, 8)) is own
     light = _sheet(8, 8)
     light[0, 2:6, 2:6] = 0
-    assert torch.equal(fit_content(light, DARK, (8, 8)), 255 - light)  # at the training size only negated
-    assert torch.equal(fit_content(light, {"background": "light", "fill": 1.0}, (8, 8)), light)
+    want = torch.zeros(1, 8, 8, dtype=torch.uint8)
+    want[0, 2:6, 2:6] = 255  # at the training size negated (25 and 255) and stretched (0 and 255), not cut
+    assert torch.equal(fit_content(light, DARK, (8, 8)), want)
+    assert torch.equal(fit_content(light, {"background": "light", "level": 230, "fill": 1.0}, (8, 8)), light)
+    brighter = fit_content(light, {"background": "light", "level": 250, "fill": 1.0}, (8, 8))
+    assert brighter[0, 0, 0] == 250 and brighter[0, 3, 3] == 0  # paper to the data's white, black stays
 
 
 def test_a_cluttered_frame_is_not_touched() -> None:
     noise = torch.randint(0, 256, (1, 50, 40), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     assert fit_content(noise, DARK, (8, 8)) is noise  # no plain background to read
     blank = _sheet(30, 30)
-    assert torch.equal(fit_content(blank, DARK, (8, 8)), 255 - blank)  # no object: negated, not cut
+    assert torch.equal(fit_content(blank, DARK, (8, 8)), torch.zeros(1, 30, 30, dtype=torch.uint8))  # not cut
 
 
 def test_the_look_of_the_training_images() -> None:
     digits = torch.from_numpy((load_digits().images[:400] * 16).clip(0, 255).astype(np.uint8))[:, None]
     look = describe_content(digits)
-    assert look is not None and look["background"] == "dark" and look["fill"] >= 0.8
-    assert describe_content(255 - digits)["background"] == "light"
+    assert look is not None and look["background"] == "dark" and look["level"] == 0 and look["fill"] >= 0.8
+    assert describe_content(255 - digits)["background"] == "light" and describe_content(255 - digits)["level"] == 255
     assert describe_content(torch.cat([digits[:200], 255 - digits[:200]])) is None  # no side agreed on
     assert describe_content(digits.expand(-1, 3, -1, -1)) is None  # colour: nothing recorded
 
