@@ -43,8 +43,13 @@ def test_an_image_already_like_the_data_is_left_as_it_is() -> None:
     want[0, 2:6, 2:6] = 255  # at the training size negated (25 and 255) and stretched (0 and 255), not cut
     assert torch.equal(fit_content(light, DARK, (8, 8)), want)
     assert torch.equal(fit_content(light, {"background": "light", "level": 230, "fill": 1.0}, (8, 8)), light)
-    brighter = fit_content(light, {"background": "light", "level": 250, "fill": 1.0}, (8, 8))
-    assert brighter[0, 0, 0] == 250 and brighter[0, 3, 3] == 0  # paper to the data's white, black stays
+    grey = own + 20  # the dataset's size and side: its grey background is not touched either
+    assert fit_content(grey, DARK, (8, 8)) is grey
+    page = _sheet(12, 12)
+    page[0, 4:8, 4:8] = 0
+    brighter = fit_content(page, {"background": "light", "level": 250, "fill": 0.5}, (8, 8))
+    assert brighter.shape == (1, 8, 8) and brighter[0, 0, 0] == 250  # the paper to the data's white
+    assert (brighter[0, 2:6, 2:6] == 0).all() and (brighter[0, :2] == 250).all()  # black stays, centred
 
 
 def test_a_cluttered_frame_is_not_touched() -> None:
