@@ -5,14 +5,13 @@ bounding box, scaled to fill the frame, centred, bright on black (Fashion-MNIST'
 white and negated). A scan or photo of a digit written in ink, or of a garment on a white table, is dark on
 light and fills some share of a larger frame; fed as it is, the model sees something it never saw in training.
 
-Training records how the grey training images look (:func:`describe_content`: the background's side and how much
-of the frame the object fills) in the run card's preprocessing, and prediction brings an image to that look
+Training records how the grey training images look (:func:`describe_content`: the background's side and how much of
+the frame the object fills) in the run card's preprocessing, and prediction brings an image to that look
 (:func:`fit_content`): negated when its plain background is on the other side, its grey levels stretched so the
-background is the training images' (a model trained on black backgrounds is lost on the dark grey of negated
-paper: a 2-epoch Fashion-MNIST run fell from 0.93 to 0.44 accuracy on 300 test images whose backgrounds were
-raised from 0 to 20), and,
-when it is not already the training size, cut to the object and centred on a square of background that the object
-fills as much.
+background is the training images' (a model trained on black backgrounds is lost on the dark grey of negated paper:
+a 2-epoch Fashion-MNIST run fell from 0.93 to 0.44 accuracy on 300 test images whose backgrounds were raised from 0
+to 20), and, when it is not already the training size, cut to the object and centred on a square of background that
+the object fills as much.
 """
 
 from __future__ import annotations
