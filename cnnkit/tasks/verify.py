@@ -196,8 +196,8 @@ class Verify:
         train_ids = sorted(set(data.train.labels.tolist()))
         test_ids = sorted(set(data.test.labels.tolist()))
         return {"task_fields": {"embedding_dim": self.dim, "embedding_grid": self.grid, "pca_l2": False,
-                                "loss": self.loss_name,
-                                "margin": self.margin, "distance": "squared euclidean", "hflip": data.hflip,
+                                "loss": self.loss_name, "margin": self.margin, "distance": "squared euclidean",
+                                "hflip": data.hflip,
                                 "train_identities": [data.classes[i] for i in train_ids],
                                 "test_identities": [data.classes[i] for i in test_ids]}}  # fmt: skip
 
