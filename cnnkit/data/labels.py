@@ -201,7 +201,8 @@ def open_box_dataset(path: str | Path, *, skip_bad: bool = False) -> BoxDataset:
         path: a YOLO ``data.yaml`` (or a folder holding one); a COCO ``.json`` (or a folder with
             ``annotations/instances_{train,val,test}*.json``, or that ``annotations`` folder itself, or Roboflow's
             export with ``{train,valid,test}/_annotations.coco.json``); a Pascal VOC
-            folder (with ``Annotations/``, or holding such a ``VOC/``); a ``.csv`` with the columns
+            folder (with ``Annotations/``, or holding such a ``VOC/``, or a download's ``VOCdevkit/`` with one
+            ``VOC<year>/``); a ``.csv`` with the columns
             ``path,label,x,y,w,h[,split]`` (or a folder holding ``labels.csv``). Tried in that order.
         skip_bad: skip (and list in ``skipped``) each image whose label or file is bad instead of raising.
 
@@ -232,6 +233,8 @@ def _detect(p: Path) -> tuple[str, Path]:
             return "voc", p
         if (p / "VOC" / "Annotations").is_dir():  # what cnnkit data synth --format voc writes
             return "voc", p / "VOC"
+        if voc := _voc_year_folder(p):  # the VOCdevkit/ root of a Pascal VOC download
+            return "voc", voc
         if (p / "labels.csv").is_file():
             return "csv", p / "labels.csv"
     found = "a file of another kind" if p.is_file() else ("a folder of another layout" if p.exists() else "nothing")
@@ -240,6 +243,19 @@ def _detect(p: Path) -> tuple[str, Path]:
         f"(or a folder with annotations/instances_<split>.json), a Pascal VOC folder (with Annotations/), or a .csv "
         f"with columns path,label,x,y,w,h[,split]; found {found}"
     )
+
+
+def _voc_year_folder(p: Path) -> Path | None:
+    """The one ``VOC<year>`` folder with ``Annotations/`` in ``p`` or ``p/VOCdevkit`` (a Pascal VOC download's
+    root); None when there is none. Several (VOC2007 and VOC2012) are a CnnkitError: which one is meant?"""
+    for root in (p, p / "VOCdevkit"):
+        found = sorted(d for d in root.glob("VOC*") if (d / "Annotations").is_dir()) if root.is_dir() else []
+        if len(found) > 1:
+            names = ", ".join(str(d) for d in found)
+            raise CnnkitError(f"expected one Pascal VOC year in {str(root)!r}, found {names}; pass the one to use")
+        if found:
+            return found[0]
+    return None
 
 
 # --- YOLO ---------------------------------------------------------------------------------------------------------

@@ -236,6 +236,17 @@ def test_a_roboflow_coco_export_opens_with_its_splits_and_without_the_supercateg
     assert list(alone.splits) == ["all"] and alone.classes == ["apple", "pear"]
 
 
+def test_a_pascal_voc_download_opens_from_its_vocdevkit_root(tmp_path):
+    voc_dataset(tmp_path / "VOCdevkit" / "VOC2012")
+    for source in (tmp_path, tmp_path / "VOCdevkit"):
+        ds = open_box_dataset(source)
+        assert (ds.format, ds.classes, list(ds.splits)) == ("voc", ["cat", "dog"], ["train", "val"])
+        assert ds.splits["train"][0].path == tmp_path / "VOCdevkit/VOC2012/JPEGImages/a.jpg"
+    voc_dataset(tmp_path / "VOCdevkit" / "VOC2007")
+    with pytest.raises(CnnkitError, match=r"one Pascal VOC year .*VOC2007.*VOC2012; pass the one to use"):
+        open_box_dataset(tmp_path / "VOCdevkit")
+
+
 def test_iscrowd_written_as_text_or_a_float_means_what_it_says(tmp_path):
     js = coco_dataset(tmp_path)
     doc = json.loads(js.read_text())
