@@ -65,7 +65,8 @@ class Task(Protocol):
         ...
 
     def card_fields(self, cfg: Config, data: DataSplits) -> dict[str, Any]:
-        """What this task adds to the run card (``task_fields``)."""
+        """What this task adds to the run card (``task_fields``, …; a ``preprocessing`` dict is merged into the
+        card's preprocessing: a grey classifier's images' look)."""
         ...
 
     def report(self, run_dir: Path, **opts: Any) -> Path:

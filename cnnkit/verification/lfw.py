@@ -66,13 +66,8 @@ def lfw_protocol(dist: Tensor, same: Tensor, fold: Tensor) -> dict[str, Any]:
         ``auc``, ``eer``, ``tar_at_far_1e-3`` and ``tar_at_far_1e-2`` (``verification_metrics``; its accuracy
         is left out: no one threshold here was chosen without the pairs it would score).
     """
-    folds, thresholds, accuracies = fold_accuracies(dist, same, fold)
-    overall = verification_metrics(dist, same, float(np.mean(thresholds)))
-    out: dict[str, Any] = {"n_pairs": len(dist), "n_matched": int(same.sum()), "folds": len(folds),
-                           "accuracy_mean": float(np.mean(accuracies)), "accuracy_std": float(np.std(accuracies)),
-                           "fold_accuracies": accuracies, "fold_thresholds": thresholds}  # fmt: skip
-    out.update({k: overall[k] for k in ("auc", "eer", *map(tar_key, FARS))})
-    return out
+    _, thresholds, accuracies = fold_accuracies(dist, same, fold)
+    return _figures(dist, same, verification_metrics(dist, same, float(np.mean(thresholds))), thresholds, accuracies)
 
 
 def one_fold(dist: Tensor, same: Tensor, threshold: float, chosen_on: str) -> dict[str, Any]:
@@ -86,11 +81,18 @@ def one_fold(dist: Tensor, same: Tensor, threshold: float, chosen_on: str) -> di
         :func:`lfw_protocol`'s keys (``folds`` 1, ``accuracy_std`` 0, the one threshold) plus
         ``threshold_chosen_on``.
     """
-    m = verification_metrics(dist, same, threshold)
-    out: dict[str, Any] = {"n_pairs": len(dist), "n_matched": int(same.sum()), "folds": 1,
-                           "accuracy_mean": m["accuracy"], "accuracy_std": 0.0, "fold_accuracies": [m["accuracy"]],
-                           "fold_thresholds": [threshold], "threshold_chosen_on": chosen_on}  # fmt: skip
-    out.update({k: m[k] for k in ("auc", "eer", *map(tar_key, FARS))})
+    m: dict[str, Any] = verification_metrics(dist, same, threshold)
+    return {**_figures(dist, same, m, [threshold], [m["accuracy"]]), "threshold_chosen_on": chosen_on}
+
+
+def _figures(dist: Tensor, same: Tensor, overall: dict[str, Any], thresholds: list[float],
+             accuracies: list[float]) -> dict[str, Any]:  # fmt: skip
+    """The keys :func:`lfw_protocol` and :func:`one_fold` return, from each fold's threshold and accuracy and
+    ``verification_metrics`` over all pairs (``overall``: its AUC, EER and TAR@FAR)."""
+    out: dict[str, Any] = {"n_pairs": len(dist), "n_matched": int(same.sum()), "folds": len(accuracies),
+                           "accuracy_mean": float(np.mean(accuracies)), "accuracy_std": float(np.std(accuracies)),
+                           "fold_accuracies": accuracies, "fold_thresholds": thresholds}  # fmt: skip
+    out.update({k: overall[k] for k in ("auc", "eer", *map(tar_key, FARS))})
     return out
 
 
