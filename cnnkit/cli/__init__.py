@@ -22,8 +22,6 @@ from .. import __version__
 from ..errors import CnnkitError
 from ..machine import configure_threads
 
-configure_threads()  # before any command imports torch: passive OpenMP waits, threads = usable cores
-
 # Modules with ``add_commands(subparsers)``, in the order their commands appear in ``cnnkit --help``.
 STAGE_COMMANDS: tuple[str, ...] = (
     "cnnkit.cli.models",
@@ -59,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``cnnkit`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    configure_threads(command=next((a for a in argv if not a.startswith("-")), ""))  # before a command loads torch
+    parser = build_parser()
     if argv[:2] == ["visualize", "units"]:  # `cnnkit visualize units RUN …` is the visualize-units command
         argv = ["visualize-units", *argv[2:]]
     args = parser.parse_args(argv)

@@ -1,4 +1,5 @@
-"""Thread settings made before torch loads: passive OpenMP waits, threads = usable cores, the user's choice kept."""
+"""Thread settings made before torch loads: passive OpenMP waits for a training, a short spin for the other commands,
+threads = usable cores, the user's choice kept."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from cnnkit.machine import cgroup_cpu_quota, configure_threads, usable_cores
+from cnnkit.machine import cgroup_cpu_quota, configure_threads, thread_settings, usable_cores
 
 
 def test_a_cgroup_quota_is_read_in_whole_cpus(tmp_path):
@@ -32,10 +33,25 @@ def test_torch_already_loaded_means_nothing_is_set():
     assert configure_threads(env) == {} and env == {}
 
 
-def run_cli_and_report(env: dict[str, str], *, cores: str | None = None, load_torch: bool = False) -> list[str]:
-    """Import ``cnnkit.cli`` in a fresh process (optionally pinned to ``cores``)
-    -> [OMP_WAIT_POLICY, OMP_NUM_THREADS] (and torch's intra-op threads with ``load_torch``)."""
-    code = "import cnnkit.cli, os\nprint(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('OMP_NUM_THREADS'))\n"
+def test_training_waits_passively_and_other_commands_spin_briefly():
+    train, predict = configure_threads({}, command="train"), configure_threads({}, command="predict")
+    assert "torch" in sys.modules and train == predict == {}  # conftest loaded torch: settings come too late
+    assert thread_settings("train") == {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(usable_cores())}
+    assert thread_settings("serve") == {"GOMP_SPINCOUNT": "10000", "OMP_NUM_THREADS": str(usable_cores())}
+
+
+def run_cli_and_report(
+    env: dict[str, str], command: str = "train", *, cores: str | None = None, load_torch: bool = False
+) -> list[str]:
+    """Run ``cnnkit COMMAND --help`` in-process in a fresh Python (optionally pinned to ``cores``), then report
+    [OMP_WAIT_POLICY, GOMP_SPINCOUNT, OMP_NUM_THREADS] as the command left them (and torch's intra-op threads with
+    ``load_torch``)."""
+    code = (
+        "import contextlib, io, os, cnnkit.cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        f"    cnnkit.cli.main([{command!r}, '--help'])\n"
+        "print(*(os.environ.get(k) for k in ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT', 'OMP_NUM_THREADS')))\n"
+    )
     if load_torch:
         code += "import torch\nprint(torch.get_num_threads())"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_"))}
@@ -45,12 +61,18 @@ def run_cli_and_report(env: dict[str, str], *, cores: str | None = None, load_to
     return subprocess.run(cmd, env={**base, **env}, capture_output=True, text=True, check=True).stdout.split()
 
 
-def test_the_cli_sets_a_passive_wait_and_torch_follows_it():
-    assert run_cli_and_report({}, load_torch=True) == ["PASSIVE", str(usable_cores()), str(usable_cores())]
+def test_the_cli_sets_a_passive_wait_for_train_and_torch_follows_it():
+    cores = str(usable_cores())
+    assert run_cli_and_report({}, "train", load_torch=True) == ["PASSIVE", "None", cores, cores]
+
+
+def test_the_cli_sets_a_short_spin_for_one_image_commands():
+    assert run_cli_and_report({}, "predict") == ["None", "10000", str(usable_cores())]
 
 
 def test_the_users_own_settings_are_kept():
-    assert run_cli_and_report({"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "1"}) == ["ACTIVE", "1"]
+    assert run_cli_and_report({"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "1"}) == ["ACTIVE", "None", "1"]
+    assert run_cli_and_report({"GOMP_SPINCOUNT": "5"}, "predict") == ["None", "5", str(usable_cores())]
 
 
 def test_threads_follow_a_narrower_affinity_mask():
@@ -58,4 +80,4 @@ def test_threads_follow_a_narrower_affinity_mask():
         import pytest
 
         pytest.skip("needs two cores to pin to one")
-    assert run_cli_and_report({}, cores="0") == ["PASSIVE", "1"]
+    assert run_cli_and_report({}, cores="0") == ["PASSIVE", "None", "1"]
