@@ -73,18 +73,23 @@ def runner(model: nn.Module, backend: str, x: torch.Tensor) -> Callable[[], Any]
     return lambda: sess.run(None, feed)
 
 
-def interleaved_medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 2) -> dict[str, float]:
-    """Median seconds of each function, timed in turn (a, b, a, b, …) so that a busy machine slows all alike
-    and the ratios between them hold."""
+def interleaved_medians(
+    fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 2, block: int = 5
+) -> dict[str, float]:
+    """Median seconds of each function over ``repeats`` calls, timed in turns of ``block`` calls (a×5, b×5, a×5, …)
+    so that a busy machine slows all alike and the ratios between them hold. The first call of a turn can find the
+    other runtime's threads still spinning on the cores (ONNX Runtime's and OpenMP's both do after a call); one
+    call in ``block`` is too few to move the median."""
     for f in fns.values():
         for _ in range(warmup):
             f()
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
+    while min(len(v) for v in times.values()) < repeats:
         for k, f in fns.items():
-            start = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - start)
+            for _ in range(min(block, repeats - len(times[k]))):
+                start = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - start)
     return {k: statistics.median(v) for k, v in times.items()}
 
 

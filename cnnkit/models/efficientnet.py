@@ -26,7 +26,9 @@ its inputs are normalised as (x − 127)/128 on 0–255 pixels, i.e. mean 127/25
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import torch
 from torch import Tensor, nn
 from torchvision import models as tvm
 from torchvision.models.efficientnet import _efficientnet_conf
@@ -63,14 +65,51 @@ class Conv2dSame(nn.Conv2d):
     """Conv2d with TensorFlow's 'SAME' padding: output ceil(in / stride), extra padding at the bottom/right.
 
     Shapes: Tensor[N, C, H, W] -> Tensor[N, out_channels, ceil(H / stride), ceil(W / stride)].
+
+    No Pad node reaches a TorchScript export: a stride-1 conv with an odd kernel pads (k - 1) / 2 on each side whatever
+    the input size, which is the conv's own padding; a stride-2 conv exported by TorchScript (the input's size fixed)
+    becomes one ONNX Conv with asymmetric pads (:class:`_PaddedConv`). With Pad nodes, ONNX Runtime took 16.1 ms for
+    Lite0 at batch 1 against MobileNetV2's 6.5 (each a copy and two memory-layout changes); without, 11.6 against
+    7.2 (``benchmarks/bench_table.py``, 2-core AMD EPYC). A dynamic-size export (dynamo) keeps the pad.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        odd_unit = all(s == 1 and k % 2 == 1 for s, k in zip(self.stride, self.kernel_size, strict=True))
+        self.static = odd_unit and self.dilation == (1, 1)
+        if self.static:
+            self.padding = tuple((k - 1) // 2 for k in self.kernel_size)
+
     def forward(self, x: Tensor) -> Tensor:
+        if self.static:
+            return super().forward(x)
+        tracing = torch.jit.is_tracing() and torch.onnx.is_in_onnx_export()  # TorchScript's export: H, W are fixed
         pads = []
         for size, k, s in zip(x.shape[:1:-1], self.kernel_size[::-1], self.stride[::-1], strict=True):  # W, then H
+            size = int(size) if tracing else size
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
             pads += [total // 2, total - total // 2]
+        if tracing and self.bias is None and self.dilation == (1, 1):
+            return _PaddedConv.apply(x, self.weight, tuple(pads), self.stride, self.groups)
         return super().forward(nn.functional.pad(x, pads))
+
+
+class _PaddedConv(torch.autograd.Function):
+    """conv2d(pad(x, pads)) that exports as one ONNX Conv with asymmetric pads (ONNX Conv has them; torch's has
+    not), instead of a Pad node that ONNX Runtime runs as a copy of the input and a change of its memory layout."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: Tensor, weight: Tensor, pads: tuple[int, ...], stride: tuple[int, ...], groups: int
+    ) -> Tensor:
+        return nn.functional.conv2d(nn.functional.pad(x, pads), weight, None, stride, 0, 1, groups)
+
+    @staticmethod
+    def symbolic(g: Any, x: Any, weight: Any, pads: tuple[int, ...], stride: tuple[int, ...], groups: int) -> Any:
+        left, right, top, bottom = pads
+        kernel = list(weight.type().sizes()[2:])
+        return g.op("Conv", x, weight, kernel_shape_i=kernel, pads_i=[top, left, bottom, right], strides_i=list(stride),
+                    group_i=groups, dilations_i=[1, 1])  # fmt: skip
 
 
 def _bn(chans: int) -> nn.BatchNorm2d:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from cnnkit.deploy.bench import median_seconds, published_top1
+from cnnkit.deploy.bench import interleaved_medians, median_seconds, published_top1
 
 
 def test_bench_table_json_markdown_and_plot(dcli, tmp_path):
@@ -31,6 +31,13 @@ def test_published_top1_comes_from_the_weights_metadata_only():
 def test_median_of_repeats():
     calls = []
     assert median_seconds(lambda: calls.append(1), repeats=5, warmup=2) >= 0 and len(calls) == 7
+
+
+def test_backends_are_timed_in_turns_of_a_block_and_each_gets_its_repeats():
+    order: list[str] = []
+    med = interleaved_medians({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, 7, warmup=1, block=3)
+    assert order == ["a", "b"] + ["a"] * 3 + ["b"] * 3 + ["a"] * 3 + ["b"] * 3 + ["a", "b"]
+    assert set(med) == {"a", "b"} and min(med.values()) >= 0
 
 
 def test_bench_bad_input(dcli):

@@ -91,11 +91,26 @@ def test_pretrained_lite0_exports_and_recognises_the_sample_photos(tmp_path):
     eager = load_predictor(model="efficientnet_lite0", pretrained=True)
     result = export_onnx(eager, tmp_path / "lite0.onnx")
     assert result.max_diff < 1e-4
+    assert "Pad" not in {n.op_type for n in onnx.load(result.path).graph.node}  # TF padding is the convs' own
     ort = load_onnx(result.path)
     want, got = eager.predict(PHOTOS, topk=5), ort.predict(PHOTOS, topk=5)
     assert [p.label for p in got] == [p.label for p in want]
     assert got[1].label == "daisy"  # flower.jpg; a real check of the weights and preprocessing in the file
     assert np.allclose([p.probability for p in got], [p.probability for p in want], atol=1e-4)
+
+
+@pytest.mark.parametrize("size", [(10, 10), (9, 12)])
+def test_tensorflow_same_padding_exports_as_the_convs_own_asymmetric_pads(size, tmp_path):
+    from cnnkit.models.efficientnet import Conv2dSame
+
+    torch.manual_seed(0)
+    model = nn.Sequential(Conv2dSame(3, 4, 3, 2, bias=False), Conv2dSame(4, 4, 5, 2, groups=4, bias=False)).eval()
+    x = torch.randn(2, 3, *size)
+    torch.onnx.export(model, (x,), tmp_path / "same.onnx", dynamo=False, input_names=["x"])
+    graph = onnx.load(tmp_path / "same.onnx").graph
+    assert [n.op_type for n in graph.node] == ["Conv", "Conv"]
+    got = session(str(tmp_path / "same.onnx")).run(None, {"x": x.numpy()})[0]
+    np.testing.assert_allclose(got, model(x).detach().numpy(), atol=1e-5)
 
 
 class SVD(nn.Module):

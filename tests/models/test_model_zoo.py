@@ -286,3 +286,22 @@ def test_efficientnet_lite0_loads_the_packaged_imagenet_weights() -> None:
     x = TF.normalize(image.float()[None] / 255, model.mean, model.std)
     categories = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
     assert categories[int(model(x).argmax())] == "espresso"
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("kernel", [3, 5])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_tensorflow_same_padding_for_odd_and_even_sizes(kernel: int, stride: int) -> None:
+    from cnnkit.models.efficientnet import Conv2dSame
+
+    torch.manual_seed(0)
+    conv = Conv2dSame(4, 6, kernel, stride, bias=False)
+    for h, w in [(9, 9), (10, 10), (9, 12), (1, 1)]:
+        x = torch.randn(2, 4, h, w)
+        out_h, out_w = -(-h // stride), -(-w // stride)  # TensorFlow's SAME: ceil(size / stride)
+        pad_h = max((out_h - 1) * stride + kernel - h, 0)  # the extra pixel (odd totals) goes at the bottom/right
+        pad_w = max((out_w - 1) * stride + kernel - w, 0)
+        padded = nn.functional.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
+        expected = nn.functional.conv2d(padded, conv.weight, stride=stride)
+        assert expected.shape[-2:] == (out_h, out_w)
+        torch.testing.assert_close(conv(x), expected)
