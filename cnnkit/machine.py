@@ -5,11 +5,12 @@ PyTorch's CPU kernels run on GNU OpenMP. Its idle threads spin for a while befor
 one process owns the cores and ruinous when two share them: each process's spinning threads take the cores the
 other one needs (``benchmarks/thread_contention.py`` measures it). A training (long, throughput-bound, often beside
 another job) therefore asks for a passive wait. Waking sleeping threads costs at every parallel region, though, and
-a model run on one image is little else: ``benchmarks/thread_contention.py --latency`` measured smallcnn at 8.4 ms
-passive against 2.9 ms spinning, MobileNetV2 at 71 against 35 ms. Every other command (short, and often one image
-at a time) spins briefly instead (``GOMP_SPINCOUNT=10000``: near the spinning latency, then asleep). Every command
-uses no more threads than the cores this process may really use (its CPU affinity and its cgroup quota, which
-``os.cpu_count()`` ignores). A setting the user made in the environment always wins.
+a model run on one image is little else: ``benchmarks/thread_contention.py --latency`` measured batch-1 smallcnn at
+5.9–10.1 ms passive against 3.0 ms spinning, MobileNetV2 at 78–100 against 36 ms (2-core AMD EPYC). Every other
+command (short, and often one image at a time) spins briefly instead (``GOMP_SPINCOUNT=10000``: 2.65 and 38 ms
+there, then asleep). Every command uses no more threads than the cores this process may really use (its CPU
+affinity and its cgroup quota, which ``os.cpu_count()`` ignores). A setting the user made in the environment always
+wins.
 """
 
 from __future__ import annotations
