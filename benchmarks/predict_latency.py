@@ -2,7 +2,9 @@
 the model directly on a prepared tensor, for cnnkit's default model; and a folder's throughput in images/s.
 
 Both are timed in the same script, alternating, median of many calls, one thread per process is NOT forced (the
-user's default). Prints the ratio (goal: within 1.2×) and the CPU. Run it alone.
+user's default). Prints the ratio (goal: within 1.2×) and the CPU. Run it alone. OpenMP's wait setting moves both
+figures: ``GOMP_SPINCOUNT=10000 python benchmarks/predict_latency.py`` times what ``cnnkit predict`` sets
+(:func:`cnnkit.machine.thread_settings`), ``OMP_WAIT_POLICY=PASSIVE`` what ``cnnkit train`` sets.
 
     python benchmarks/predict_latency.py [--repeat 300]
 """
