@@ -25,7 +25,6 @@ its inputs are normalised as (x − 127)/128 on 0–255 pixels, i.e. mean 127/25
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -70,7 +69,9 @@ class Conv2dSame(nn.Conv2d):
     the input size, which is the conv's own padding; a stride-2 conv exported by TorchScript (the input's size fixed)
     becomes one ONNX Conv with asymmetric pads (:class:`_PaddedConv`). With Pad nodes, ONNX Runtime took 16.1 ms for
     Lite0 at batch 1 against MobileNetV2's 6.5 (each a copy and two memory-layout changes); without, 11.6 against
-    7.2 (``benchmarks/bench_table.py``, 2-core AMD EPYC). A dynamic-size export (dynamo) keeps the pad.
+    7.2 (``benchmarks/bench_table.py``, 2-core AMD EPYC). A dynamic-size export (dynamo) keeps the pad, computed
+    in integers: with ``math.ceil`` on its symbolic sizes, the dynamo export of Lite0 had not finished after 4 minutes
+    (it takes about 50 s now).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -87,7 +88,8 @@ class Conv2dSame(nn.Conv2d):
         pads = []
         for size, k, s in zip(x.shape[:1:-1], self.kernel_size[::-1], self.stride[::-1], strict=True):  # W, then H
             size = int(size) if tracing else size
-            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            total = ((size + s - 1) // s - 1) * s + k - size  # ceil(size / s) in integers: symbolic sizes stay ints
+            total = total if k >= s else max(total, 0)  # never negative when k >= s (no comparison to trace)
             pads += [total // 2, total - total // 2]
         if tracing and self.bias is None and self.dilation == (1, 1):
             return _PaddedConv.apply(x, self.weight, tuple(pads), self.stride, self.groups)

@@ -289,7 +289,7 @@ def test_efficientnet_lite0_loads_the_packaged_imagenet_weights() -> None:
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("kernel", [3, 5])
+@pytest.mark.parametrize("kernel", [1, 3, 5])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_tensorflow_same_padding_for_odd_and_even_sizes(kernel: int, stride: int) -> None:
     from cnnkit.models.efficientnet import Conv2dSame
