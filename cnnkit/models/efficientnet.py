@@ -71,7 +71,7 @@ class Conv2dSame(nn.Conv2d):
     Lite0 at batch 1 against MobileNetV2's 6.5 (each a copy and two memory-layout changes); without, 11.6 against
     7.2 (``benchmarks/bench_table.py``, 2-core AMD EPYC). A dynamic-size export (dynamo) keeps the pad, computed
     in integers: with ``math.ceil`` on its symbolic sizes, the dynamo export of Lite0 had not finished after 4 minutes
-    (it takes about 50 s now).
+    (38 s now).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
