@@ -41,9 +41,7 @@ if setting == "1 thread":
 from cnnkit.machine import cpu_name
 from cnnkit.models import create_model
 torch.manual_seed(0)
-model = create_model("smallcnn", num_classes=10, in_chans=1)
-opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-if len(sys.argv) > 3:  # latency: MODEL SIZE
+if len(sys.argv) > 3:  # latency: CALLS MODEL SIZE (argv[2] is a number of calls here, not seconds)
     import statistics
     size = int(sys.argv[4])
     chans = 1 if size == 28 else 3
@@ -57,6 +55,8 @@ if len(sys.argv) > 3:  # latency: MODEL SIZE
             times.append(time.perf_counter() - t0)
     print(statistics.median(times[5:]) * 1000, torch.get_num_threads())
     sys.exit()
+model = create_model("smallcnn", num_classes=10, in_chans=1)
+opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 x, y = torch.randn(128, 1, 28, 28), torch.randint(0, 10, (128,))
 def step():
     loss = F.cross_entropy(model(x), y)
@@ -85,7 +85,7 @@ SETTINGS: dict[str, dict[str, str]] = {
 
 def run(setting: str, copies: int, seconds: float, *latency: str) -> list[tuple[float, int]]:
     """Start ``copies`` workers at once -> [(images/s, torch threads)] of each; with ``latency`` (MODEL, SIZE) one
-    worker's [(median ms of ``seconds`` batch-1 calls, torch threads)]."""
+    worker's [(median ms of batch-1 calls, torch threads)], ``seconds`` then being the number of calls."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT")}
     env.update(SETTINGS[setting])
     procs = [
