@@ -25,7 +25,7 @@ from .data.images import ONE_IMAGE, BadImageError, contiguous, pixels, read_imag
 from .engine.checkpoint import load_weights
 from .models import create_model
 from .runcard import InputSpec, RunCard, model_path, read_card
-from .runtime import Normalize, resolve_device
+from .runtime import Normalize, inference_copy, resolve_device
 
 ImageLike = str | Path | Image.Image | np.ndarray | Tensor
 
@@ -61,6 +61,7 @@ class Predictor:
         self.size = tuple(self.crop or pre["resize"])
         self.content = pre.get("content")  # grey datasets of centred objects: user images are brought to their look
         self.normalize = Normalize(pre["mean"], pre["std"], self.device, channels_last=False)
+        self._fast: tuple[nn.Module, nn.Module, Normalize] | None = None  # (made from, inference copy, its Normalize)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str = "cpu", weights: str = "model.safetensors") -> Predictor:
@@ -158,10 +159,27 @@ class Predictor:
         if chunk:
             yield torch.stack(chunk)
 
+    def inference_model(self) -> tuple[nn.Module, Normalize]:
+        """(the module predictions run, the :class:`~cnnkit.runtime.Normalize` its inputs need): for a model with
+        convolutions, its :func:`~cnnkit.runtime.inference_copy` (BatchNorm folded, channels_last; made on first
+        use, and again when ``self.model`` is replaced by another module), else ``self.model`` itself (ONNX Runtime's
+        module). ``self.model`` stays the model as trained (``explain`` and ``export`` use it)."""
+        if self._fast is None or self._fast[0] is not self.model:
+            if any(isinstance(m, nn.Conv2d) for m in self.model.modules()):
+                pre = self.card.preprocessing
+                normalize = Normalize(pre["mean"], pre["std"], self.device, channels_last=True)
+                example = torch.zeros(1, self.in_chans, *self.size, device=self.device)
+                self._fast = (self.model, inference_copy(self.model, example), normalize)
+            else:
+                self._fast = (self.model, self.model, self.normalize)
+        return self._fast[1], self._fast[2]
+
     @torch.no_grad()  # the model call builds no autograd graph
     def predict_proba(self, images: Iterable[ImageLike], batch_size: int = 64) -> Tensor:
-        """images -> class probabilities Tensor[N, num_classes], decoded and run ``batch_size`` at a time."""
-        out = [torch.softmax(self.model(self.normalize(b)).float(), 1).cpu() for b in self.batches(images, batch_size)]
+        """images -> class probabilities Tensor[N, num_classes], decoded and run ``batch_size`` at a time (on
+        :meth:`inference_model`)."""
+        model, normalize = self.inference_model()
+        out = [torch.softmax(model(normalize(b)).float(), 1).cpu() for b in self.batches(images, batch_size)]
         return torch.cat(out) if out else torch.zeros(0, len(self.classes))
 
     def predict(self, images: Iterable[ImageLike], topk: int = 1) -> list[Prediction]:

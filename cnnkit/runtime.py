@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import random
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .errors import CnnkitError
@@ -79,6 +82,94 @@ def cuda_has_bf16(device: torch.device) -> bool:
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def inference_copy(model: nn.Module, example: Tensor) -> nn.Module:
+    """A copy of ``model`` in eval mode that gives its outputs (to float rounding) in less time: each BatchNorm2d
+    that only ever normalises one Conv2d's output folded into that conv's weights and bias (and replaced by
+    ``nn.Identity``), and the weights in channels_last (feed it channels_last inputs). ``model`` itself is left as it
+    is: ``explain`` and ``export`` show its layers as trained. Measured on the 2-core AMD EPYC (AVX2,
+    ``cnnkit bench --backend eager,folded``, ``benchmarks/predict_latency.py``): smallcnn at batch 1 ~1.5× and
+    MobileNetV2 ~1.7× faster than the model as built.
+
+    Args:
+        example: an input Tensor[B, C, H, W] the model accepts; one forward pass on it finds the pairs
+            (:func:`conv_bn_pairs`).
+    """
+    fast = copy.deepcopy(model).eval()
+    for conv_name, bn_name in conv_bn_pairs(fast, example):
+        conv, bn = fast.get_submodule(conv_name), fast.get_submodule(bn_name)
+        _replace(fast, conv_name, fuse_conv_bn_eval(conv, bn))
+        _replace(fast, bn_name, nn.Identity())
+    return fast.to(memory_format=torch.channels_last)
+
+
+def conv_bn_pairs(model: nn.Module, example: Tensor) -> list[tuple[str, str]]:
+    """(conv, BatchNorm) module names where, in one eval-mode forward pass on ``example``, the BatchNorm2d (with
+    running statistics) took the Conv2d's output and nothing else used that output (read from the autograd graph,
+    so attribute order, shared modules and skip connections cannot mislead it), each module called once."""
+    calls: dict[str, int] = {}
+    conv_of: dict[Any, str] = {}  # grad_fn of a conv's output -> the conv's name
+    bn_input: dict[str, Any] = {}  # BatchNorm name -> grad_fn of its input
+
+    def on_conv(name: str) -> Callable:
+        def hook(_m: nn.Module, _inp: Any, out: Any) -> None:
+            calls[name] = calls.get(name, 0) + 1
+            if isinstance(out, Tensor) and out.grad_fn is not None:
+                conv_of[out.grad_fn] = name
+
+        return hook
+
+    def on_bn(name: str) -> Callable:
+        def hook(_m: nn.Module, inp: Any, _out: Any) -> None:
+            calls[name] = calls.get(name, 0) + 1
+            bn_input[name] = inp[0].grad_fn
+
+        return hook
+
+    hooks = []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(on_conv(name)))
+        elif isinstance(m, nn.BatchNorm2d) and m.running_mean is not None:
+            hooks.append(m.register_forward_hook(on_bn(name)))
+    try:
+        with torch.enable_grad():
+            outputs = model.eval()(example.detach().requires_grad_())
+    finally:
+        for h in hooks:
+            h.remove()
+    uses = _uses(outputs)
+    return [
+        (conv_of[fn], bn)
+        for bn, fn in bn_input.items()
+        if fn in conv_of and uses.get(fn) == 1 and calls[bn] == 1 and calls[conv_of[fn]] == 1
+    ]
+
+
+def _uses(outputs: Any) -> dict[Any, int]:
+    """How many edges of the autograd graph behind ``outputs`` (tensors, or tuples, lists or dicts of them) lead
+    into each node: a conv's output used by its BatchNorm alone has one."""
+    if isinstance(outputs, dict):
+        outputs = list(outputs.values())
+    tensors = outputs if isinstance(outputs, (tuple, list)) else [outputs]
+    roots = [t.grad_fn for t in tensors if isinstance(t, Tensor) and t.grad_fn is not None]
+    uses: dict[Any, int] = {}
+    seen, stack = set(roots), list(roots)
+    while stack:
+        for nxt, _ in stack.pop().next_functions:
+            if nxt is None:
+                continue
+            uses[nxt] = uses.get(nxt, 0) + 1
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return uses
+
+
+def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(model.get_submodule(parent), leaf, module)
 
 
 class Normalize:

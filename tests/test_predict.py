@@ -84,3 +84,21 @@ def test_device_flag_runs_where_asked_and_a_missing_gpu_is_one_line(cli, digits_
         pytest.skip("a CUDA device is present: --device cuda would run")
     code, _, err = cli("predict", digits_run, path, "--device", "cuda")
     assert code == 2 and "CUDA" in err and len(err.strip().splitlines()) == 1
+
+
+def test_predictions_run_on_the_inference_copy_and_the_model_stays_as_trained(digits_run, digit_files):
+    p = cnnkit.load(digits_run)
+    paths = [f for f, _ in digit_files[:8]]
+    x = p.normalize(torch.stack([p.to_tensor(f) for f in paths]))
+    with torch.no_grad():
+        want = torch.softmax(p.model(x), 1)
+    torch.testing.assert_close(p.predict_proba(paths), want, rtol=1e-4, atol=1e-5)
+    fast, _ = p.inference_model()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in p.model.modules()) == 6  # explain shows smallcnn's BNs
+    assert p.inference_model()[0] is fast  # made once
+    other = cnnkit.load(digits_run).model
+    with torch.no_grad():
+        other.fc.bias[0] += 50.0  # a model that answers "0" to everything
+    p.model = other
+    assert [q.label for q in p.predict(paths)] == ["0"] * 8  # a replaced model gets its own copy

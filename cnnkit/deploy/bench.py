@@ -18,9 +18,11 @@ from torch import nn
 
 from ..errors import CnnkitError
 from ..machine import cpu_name
+from ..runtime import inference_copy
 from .onnx_backend import BACKENDS, session
 
 DEFAULT_MODELS = ("mobilenet_v2", "efficientnet_lite0")
+BENCH_BACKENDS = (*BACKENDS, "folded")  # folded: PyTorch eager on the inference copy ``cnnkit predict`` runs
 
 
 def machine() -> dict[str, Any]:
@@ -56,7 +58,11 @@ def published_top1(name: str) -> float | None:
 
 
 def runner(model: nn.Module, backend: str, x: torch.Tensor) -> Callable[[], Any]:
-    """A call of ``model`` on inputs ``x`` Tensor[B, C, H, W] on ``backend`` (ONNX Runtime: exported first)."""
+    """A call of ``model`` on inputs ``x`` Tensor[B, C, H, W] on ``backend``: "eager" (PyTorch on the model as
+    built), "folded" (PyTorch on its :func:`~cnnkit.runtime.inference_copy`, as ``cnnkit predict`` and ``serve``
+    run it) or "onnxruntime" (exported first)."""
+    if backend == "folded":
+        return runner(inference_copy(model, x[:1]), "eager", x.contiguous(memory_format=torch.channels_last))
     if backend == "eager":
 
         def eager() -> Any:
@@ -144,9 +150,9 @@ def bench_table(
     """The whole table: ``{"machine": …, "batches", "backends", "rows": [one dict per model]}``."""
     from ..models import list_models
 
-    unknown = [b for b in backends if b not in BACKENDS]
+    unknown = [b for b in backends if b not in BENCH_BACKENDS]
     if unknown:
-        raise CnnkitError(f"expected backends among {', '.join(BACKENDS)}, found {', '.join(unknown)}")
+        raise CnnkitError(f"expected backends among {', '.join(BENCH_BACKENDS)}, found {', '.join(unknown)}")
     missing = [m for m in models if m not in list_models()]
     if missing:
         raise CnnkitError(f"expected registered models, found {', '.join(missing)}; see `cnnkit models`")

@@ -56,12 +56,12 @@ def hflip(x: Tensor) -> Tensor:
 
 def predict_member(member: Member, ev: EvalSet, tta: bool, mode: str) -> dict[str, Tensor]:
     """{"plain": log-probs Tensor[N, K]} and, with ``tta``, {"tta": flip-averaged log-probs Tensor[N, K]}."""
-    p = member.predictor
+    model, normalize = member.predictor.inference_model()
     ds = ev.datasets[member.size]
-    logits, _ = collect_logits(p.model, ds, p.normalize)
+    logits, _ = collect_logits(model, ds, normalize)
     out = {"plain": torch.log_softmax(logits, 1)}
     if tta:
-        flipped, _ = collect_logits(p.model, ds, p.normalize, transform=hflip)
+        flipped, _ = collect_logits(model, ds, normalize, transform=hflip)
         out["tta"] = combine([out["plain"], torch.log_softmax(flipped, 1)], mode)
     return out
 

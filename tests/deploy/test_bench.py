@@ -19,8 +19,9 @@ def test_bench_table_json_markdown_and_plot(dcli, tmp_path):
     assert all(v > 0 for v in row["ms_per_image"].values()) and row["train_images_per_s"] > 0
     assert table["machine"]["threads"] >= 1 and table["machine"]["cpu"]
     assert (tmp_path / "b.png").stat().st_size > 1000
-    code, text, _ = dcli(*args, "--markdown", "--no-train", "--backend", "eager")
+    code, text, _ = dcli(*args, "--markdown", "--no-train", "--backend", "eager,folded")
     assert code == 0 and text.startswith("| model | params | MACs") and "Measured on" in text
+    assert "ms/img folded b1" in text.splitlines()[0]
 
 
 def test_published_top1_comes_from_the_weights_metadata_only():

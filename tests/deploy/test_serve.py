@@ -82,7 +82,7 @@ def test_bad_requests_get_their_status(client, tmp_path):
 
 def test_too_many_requests_in_flight_get_503_not_a_queue(digits):
     started, release = threading.Event(), threading.Event()
-    model = digits.model
+    model, _ = digits.inference_model()  # the module predictions run on
 
     def blocking_forward(x):
         started.set()
