@@ -61,8 +61,9 @@ class BoxPredictor(Predictor):
     def outputs(self, images: list[ImageLike], batch_size: int = 64) -> tuple[Tensor, Tensor]:
         """images -> (class probabilities Tensor[N, K], boxes Tensor[N, 4] normalised cxcywh)."""
         probs, boxes = [], []
+        model, normalize = self.inference_model()
         for b in self.batches(images, batch_size):
-            out = self.model(self.normalize(b))
+            out = model(normalize(b))
             probs.append(torch.softmax(out.logits.float(), 1).cpu())
             boxes.append(out.boxes.float().cpu())
         return torch.cat(probs), torch.cat(boxes)
@@ -163,7 +164,8 @@ def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", 
     """Predict the ``split`` of the run's own data (checked against the run's record), or of ``data``."""
     card, splits, ds = run_split(Localize(), run, split, data)
     predictor = BoxPredictor.from_run(run, device)
-    out = predict_dataset(predictor.model, ds, predictor.normalize)
+    model, normalize = predictor.inference_model()
+    out = predict_dataset(model, ds, normalize)
     return LocEvaluation(Path(run), split, splits.source, card.classes, ds, out.logits, out.boxes)
 
 
