@@ -270,7 +270,12 @@ class EmbeddingPredictor:
     def embed(self, images: list[Any], batch_size: int = 256) -> Tensor:
         """images (paths, arrays, PIL images or uint8 tensors) -> Tensor[N, dim] (see :class:`Embedder`)."""
         x = torch.stack([self.to_tensor(im) for im in images])
-        return torch.cat([self.model(self.normalize(b)).float().cpu() for b in x.split(batch_size)])
+        model, normalize = self.inference_model()
+        return torch.cat([model(normalize(b)).float().cpu() for b in x.split(batch_size)])
+
+    def inference_model(self) -> tuple[nn.Module, Normalize]:
+        """The embedder's folded copy and its Normalize (:meth:`cnnkit.predict.Predictor.inference_model`)."""
+        return self._images.inference_model()
 
     def predict(self, images: Any, topk: int = 1) -> list:
         """Refused: a verify model gives embeddings, not classes (``cnnkit predict`` and the ONNX predictor ask it).
@@ -322,13 +327,14 @@ def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", 
     if data is None:
         check_split(card, run, splits, split)
     pred = EmbeddingPredictor.from_run(run, device)
-    val_emb = embed_dataset(pred.model, splits.val, pred.normalize)
+    model, normalize = pred.inference_model()
+    val_emb = embed_dataset(model, splits.val, normalize)
     val_pairs = sample_pairs(splits.val.labels, PAIRS, seed=0)
     threshold = best_threshold(pair_distances(val_emb, val_pairs), val_pairs.same)
     write_json(run / THRESHOLD_FILE, {"threshold": threshold, "distance": "squared euclidean",
                                       "chosen_on": f"{2 * PAIRS} validation pairs"})  # fmt: skip
     ds = getattr(splits, split)
-    emb = embed_dataset(pred.model, ds, pred.normalize)
+    emb = embed_dataset(model, ds, normalize)
     pairs = sample_pairs(ds.labels, PAIRS, seed=1)
     m = verification_metrics(pair_distances(emb, pairs), pairs.same, threshold)
     idents = sorted(set(ds.labels.tolist()))

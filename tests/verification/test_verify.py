@@ -174,6 +174,19 @@ def test_open_set_run_evaluate_and_report(run: Path, capsys) -> None:
     assert report(run).is_file() and (run / "report_files" / "roc.png").is_file()
 
 
+def test_embeddings_come_from_the_folded_copy_and_match_the_model(run: Path) -> None:
+    from cnnkit.tasks.verify import EmbeddingPredictor
+
+    pred = EmbeddingPredictor.from_run(run)
+    images = [np.random.default_rng(i).integers(0, 256, (8, 8), dtype=np.uint8) for i in range(4)]
+    with torch.no_grad():
+        want = pred.model.eval()(pred.normalize(torch.stack([pred.to_tensor(im) for im in images])))
+    torch.testing.assert_close(pred.embed(images), want, rtol=1e-4, atol=1e-5)
+    fast, _ = pred.inference_model()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in pred.model.modules())
+
+
 def _parser() -> argparse.ArgumentParser:
     from cnnkit.cli import verify
 
