@@ -61,7 +61,8 @@ def main() -> None:
         ratio = r["ms_per_image"]["eager@1"] / r["ms_per_image"]["onnxruntime@1"]
         ms = r["ms_per_image"]
         print(f"{r['model']}: batch 1 ONNX Runtime {ratio:.2f}× faster than eager ({ms['eager@1']:.1f} vs"
-              f" {ms['onnxruntime@1']:.1f} ms); folded eager, as cnnkit predict runs it, {ms['folded@1']:.1f} ms")  # fmt: skip
+              f" {ms['onnxruntime@1']:.1f} ms); folded eager, as cnnkit predict runs it,"
+              f" {ms['folded@1']:.1f} ms")  # fmt: skip
     print(format_table(table, markdown=args.markdown))
 
 
