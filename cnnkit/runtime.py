@@ -107,7 +107,8 @@ def inference_copy(model: nn.Module, example: Tensor) -> nn.Module:
 def conv_bn_pairs(model: nn.Module, example: Tensor) -> list[tuple[str, str]]:
     """(conv, BatchNorm) module names where, in one eval-mode forward pass on ``example``, the BatchNorm2d (with
     running statistics) took the Conv2d's output and nothing else used that output (read from the autograd graph,
-    so attribute order, shared modules and skip connections cannot mislead it), each module called once."""
+    so attribute order, shared modules and skip connections cannot mislead it), each module called once, and the
+    conv one whose forward applies its weight and bias as they are (:func:`_foldable`)."""
     calls: dict[str, int] = {}
     conv_of: dict[Any, str] = {}  # grad_fn of a conv's output -> the conv's name
     bn_input: dict[str, Any] = {}  # BatchNorm name -> grad_fn of its input
@@ -144,7 +145,17 @@ def conv_bn_pairs(model: nn.Module, example: Tensor) -> list[tuple[str, str]]:
         (conv_of[fn], bn)
         for bn, fn in bn_input.items()
         if fn in conv_of and uses.get(fn) == 1 and calls[bn] == 1 and calls[conv_of[fn]] == 1
-    ]
+        and _foldable(model.get_submodule(conv_of[fn]))
+    ]  # fmt: skip
+
+
+def _foldable(conv: nn.Module) -> bool:
+    """A conv whose output is its weight and bias applied as they are: nn.Conv2d's own forward, or a subclass that
+    says so (``folds_batchnorm``; a weight-standardising conv would undo a fold); no parametrised weight."""
+    from torch.nn.utils import parametrize
+
+    own = type(conv).forward is nn.Conv2d.forward or getattr(conv, "folds_batchnorm", False)
+    return bool(own) and not parametrize.is_parametrized(conv)
 
 
 def _uses(outputs: Any) -> dict[Any, int]:

@@ -74,6 +74,8 @@ class Conv2dSame(nn.Conv2d):
     (38 s now).
     """
 
+    folds_batchnorm = True  # the padded input meets the conv's own weight and bias (cnnkit.runtime.inference_copy)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         odd_unit = all(s == 1 and k % 2 == 1 for s, k in zip(self.stride, self.kernel_size, strict=True))

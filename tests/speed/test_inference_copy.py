@@ -99,3 +99,25 @@ def test_only_a_bn_that_alone_reads_a_conv_called_once_is_folded():
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+class StdConv(nn.Conv2d):
+    """A weight-standardising conv (as in BiT): it rescales whatever weight it holds, so a fold would be undone."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        w = (w - w.mean((1, 2, 3), keepdim=True)) / (w.std((1, 2, 3), keepdim=True) + 1e-5)
+        return self._conv_forward(x, w, self.bias)
+
+
+def test_a_conv_with_a_forward_of_its_own_is_not_folded_unless_it_says_so():
+    layers = [StdConv(3, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)]
+    model = settled(nn.Sequential(*layers), (3, 8, 8))
+    x = torch.randn(2, 3, 8, 8)
+    assert conv_bn_pairs(model, x[:1]) == [("2", "3")]
+    same_outputs(model, inference_copy(model, x[:1]), x)
+    StdConv.folds_batchnorm = True  # what Conv2dSame declares: then it is folded (wrongly, for this one)
+    try:
+        assert conv_bn_pairs(model, x[:1]) == [("0", "1"), ("2", "3")]
+    finally:
+        del StdConv.folds_batchnorm
