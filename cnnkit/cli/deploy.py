@@ -29,8 +29,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="a table of models on this machine: size, MACs, ms per image per backend")
     p.add_argument("models", nargs="*", metavar="MODEL", help="registered models (default mobilenet_v2 lite0)")
     p.add_argument("--batch", default="1,32", help="comma-separated batch sizes (default 1,32)")
-    p.add_argument("--backend", default="eager,onnxruntime", help="comma-separated: eager, onnxruntime, folded"
-                   " (eager after BatchNorm folding and channels_last, as predict runs it)")  # fmt: skip
+    p.add_argument("--backend", default="eager,folded,onnxruntime",
+                   help="comma-separated: eager (the model as built), folded (BatchNorm folded and channels_last, as"
+                   " predict runs it), onnxruntime (default: all three)")  # fmt: skip
     p.add_argument("--repeats", type=int, default=10, help="timed runs per cell; the median is shown (default 10)")
     p.add_argument("--no-train", action="store_true", help="skip the training images/s column")
     p.add_argument("--markdown", action="store_true", help="a Markdown table")

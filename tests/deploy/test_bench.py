@@ -15,7 +15,7 @@ def test_bench_table_json_markdown_and_plot(dcli, tmp_path):
     table = json.loads(text[: text.rindex("}") + 1])
     row = table["rows"][0]
     assert row["model"] == "lenet5" and row["params"] == 61706 and row["top1"] is None  # LeNet-5: 61,706 weights
-    assert set(row["ms_per_image"]) == {"eager@1", "eager@4", "onnxruntime@1", "onnxruntime@4"}
+    assert set(row["ms_per_image"]) == {f"{b}@{n}" for b in ("eager", "folded", "onnxruntime") for n in (1, 4)}
     assert all(v > 0 for v in row["ms_per_image"].values()) and row["train_images_per_s"] > 0
     assert table["machine"]["threads"] >= 1 and table["machine"]["cpu"]
     assert (tmp_path / "b.png").stat().st_size > 1000
