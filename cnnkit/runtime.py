@@ -1,4 +1,5 @@
-"""Where and how tensors run: device, precision, batching and the uint8 -> normalised float step."""
+"""Where and how tensors run: device, precision, batching, the uint8 -> normalised float step, and the folded
+copy of a model that inference runs (:func:`inference_copy`)."""
 
 from __future__ import annotations
 
