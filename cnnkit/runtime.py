@@ -109,7 +109,8 @@ def conv_bn_pairs(model: nn.Module, example: Tensor) -> list[tuple[str, str]]:
     """(conv, BatchNorm) module names where, in one eval-mode forward pass on ``example``, the BatchNorm2d (with
     running statistics) took the Conv2d's output and nothing else used that output (read from the autograd graph,
     so attribute order, shared modules and skip connections cannot mislead it), each module called once, and the
-    conv one whose forward applies its weight and bias as they are (:func:`_foldable`)."""
+    conv one whose forward applies its weight and bias as they are (:func:`_foldable`). Not seen: a use of the
+    conv's output that leaves the graph (``.detach()``, a comparison); no zoo model has one."""
     calls: dict[str, int] = {}
     conv_of: dict[Any, str] = {}  # grad_fn of a conv's output -> the conv's name
     bn_input: dict[str, Any] = {}  # BatchNorm name -> grad_fn of its input
