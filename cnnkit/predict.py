@@ -9,6 +9,7 @@ crop, their mean/std.
 from __future__ import annotations
 
 import io
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -62,6 +63,7 @@ class Predictor:
         self.content = pre.get("content")  # grey datasets of centred objects: user images are brought to their look
         self.normalize = Normalize(pre["mean"], pre["std"], self.device, channels_last=False)
         self._fast: tuple[nn.Module, nn.Module, Normalize] | None = None  # (made from, inference copy, its Normalize)
+        self._hook: tuple[nn.Module, Any] | None = None  # (model, its load_state_dict hook that drops the copy)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str = "cpu", weights: str = "model.safetensors") -> Predictor:
@@ -161,18 +163,34 @@ class Predictor:
 
     def inference_model(self) -> tuple[nn.Module, Normalize]:
         """(the module predictions run, the :class:`~cnnkit.runtime.Normalize` its inputs need): for a model with
-        convolutions, its :func:`~cnnkit.runtime.inference_copy` (BatchNorm folded, channels_last; made on first
-        use, and again when ``self.model`` is replaced by another module), else ``self.model`` itself (ONNX Runtime's
-        module). ``self.model`` stays the model as trained (``explain`` and ``export`` use it)."""
+        convolutions, its :func:`~cnnkit.runtime.inference_copy` (BatchNorm folded, channels_last: one more copy of
+        the weights), made on first use and again when ``self.model`` is replaced or loads a state dict; else
+        ``self.model`` itself (ONNX Runtime's module). ``self.model`` stays the model as trained (``explain`` and
+        ``export`` use it)."""
         if self._fast is None or self._fast[0] is not self.model:
             if any(isinstance(m, nn.Conv2d) for m in self.model.modules()):
                 pre = self.card.preprocessing
                 normalize = Normalize(pre["mean"], pre["std"], self.device, channels_last=True)
                 example = torch.zeros(1, self.in_chans, *self.size, device=self.device)
                 self._fast = (self.model, inference_copy(self.model, example), normalize)
+                self._forget_copy_on_load()
             else:
                 self._fast = (self.model, self.model, self.normalize)
         return self._fast[1], self._fast[2]
+
+    def _forget_copy_on_load(self) -> None:
+        """Have ``self.model.load_state_dict`` drop the inference copy (it is made again on the next call)."""
+        if self._hook is not None and self._hook[0] is self.model:
+            return
+        if self._hook is not None:
+            self._hook[1].remove()
+        ref = weakref.ref(self)
+
+        def forget(_module: nn.Module, _keys: Any) -> None:
+            if (p := ref()) is not None:
+                p._fast = None
+
+        self._hook = (self.model, self.model.register_load_state_dict_post_hook(forget))
 
     @torch.no_grad()  # the model call builds no autograd graph
     def predict_proba(self, images: Iterable[ImageLike], batch_size: int = 64) -> Tensor:

@@ -102,3 +102,5 @@ def test_predictions_run_on_the_inference_copy_and_the_model_stays_as_trained(di
         other.fc.bias[0] += 50.0  # a model that answers "0" to everything
     p.model = other
     assert [q.label for q in p.predict(paths)] == ["0"] * 8  # a replaced model gets its own copy
+    p.model.load_state_dict(cnnkit.load(digits_run).model.state_dict())  # weights loaded in place: a new copy too
+    torch.testing.assert_close(p.predict_proba(paths), want, rtol=1e-4, atol=1e-5)
