@@ -117,3 +117,12 @@ def test_serve_command_bad_input_is_one_line(dcli, tmp_path):
     assert code == 2 and "expected an .onnx file" in err
     code, _, err = dcli("serve", "--model", "lenet5")
     assert code == 2 and "--pretrained or --weights" in err
+
+
+def test_the_app_predicts_once_before_its_first_request(digits_run):
+    predictor = load_predictor(digits_run)
+    seen, predict = [], predictor.predict
+    predictor.predict = lambda images, topk=1: seen.append(images) or predict(images, topk)
+    create_app(predictor)  # the folded copy is made and the kernels set up here, not on a user's request
+    [[image]] = seen
+    assert image.size == (predictor.card.input.width, predictor.card.input.height) and image.mode == "L"
