@@ -91,7 +91,7 @@ def inference_copy(model: nn.Module, example: Tensor) -> nn.Module:
     ``nn.Identity``), and the weights in channels_last (feed it channels_last inputs). ``model`` itself is left as it
     is: ``explain`` and ``export`` show its layers as trained. Measured on the 2-core AMD EPYC (AVX2,
     ``cnnkit bench --backend eager,folded``, ``benchmarks/predict_latency.py``): smallcnn at batch 1 ~1.5× and
-    MobileNetV2 ~1.7× faster than the model as built.
+    MobileNetV2 1.4–1.7× faster than the model as built.
 
     Args:
         example: an input Tensor[B, C, H, W] the model accepts; one forward pass on it finds the pairs
@@ -136,10 +136,12 @@ def conv_bn_pairs(model: nn.Module, example: Tensor) -> list[tuple[str, str]]:
             hooks.append(m.register_forward_hook(on_conv(name)))
         elif isinstance(m, nn.BatchNorm2d) and m.running_mean is not None:
             hooks.append(m.register_forward_hook(on_bn(name)))
+    was = model.training
     try:
         with torch.enable_grad():
             outputs = model.eval()(example.detach().requires_grad_())
     finally:
+        model.train(was)
         for h in hooks:
             h.remove()
     uses = _uses(outputs)

@@ -96,6 +96,7 @@ def test_only_a_bn_that_alone_reads_a_conv_called_once_is_folded():
     model.train()  # the copy is made in eval mode and the model keeps its own mode
     fast = inference_copy(model, x[:1])
     assert model.training and not fast.training and isinstance(model.bn_ok, nn.BatchNorm2d)
+    assert conv_bn_pairs(model, x[:1]) == [("conv_ok", "bn_ok")] and model.training  # found in eval mode, mode kept
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-5)
