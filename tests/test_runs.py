@@ -129,3 +129,17 @@ def test_version_loads_no_torch():
         "print('torch' in sys.modules)"
     )
     assert res.returncode == 0 and res.stdout.strip().splitlines()[-1] == "False", res.stderr
+
+
+def test_predict_imports_no_scoring_library(digits_run, tmp_path):
+    """`cnnkit predict` loads neither scikit-learn nor torchmetrics (together ~3 s of its 9 s on a 2-core CPU): they
+    are imported where a metric is computed."""
+    from .conftest import make_image
+
+    image = make_image(tmp_path / "x.png", 30, size=(8, 8))
+    res = _fresh(
+        f"import sys\nfrom cnnkit.cli import main\nmain(['predict', {str(digits_run)!r}, {str(image)!r}])\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'torchmetrics', 'scipy'}))"
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "[]"

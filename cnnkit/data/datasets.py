@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.model_selection import train_test_split
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -135,6 +134,8 @@ def split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
         return idx, idx[:0]
     if n_out >= len(labels):
         raise CnnkitError(f"expected a split fraction that leaves training images, found {fraction} of {len(labels)}")
+    from sklearn.model_selection import train_test_split  # here: scikit-learn takes 1.4 s to import (predict, serve)
+
     counts = np.bincount(labels)
     ok = counts[counts > 0].min() >= 2 and n_out >= (counts > 0).sum() and len(labels) - n_out >= (counts > 0).sum()
     return train_test_split(idx, test_size=n_out, random_state=seed, stratify=labels if ok else None)

@@ -24,10 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
 from torch import Tensor, nn
 from torch.utils.data import Dataset
-from torchmetrics.functional.classification import multiclass_accuracy
 
 from ..runtime import Normalize, autocast, batches
 
@@ -73,6 +71,8 @@ def classification_metrics(logits: Tensor, labels: Tensor) -> dict[str, float]:
 
 
 def _topk_and_loss(log_probs: Tensor, labels: Tensor) -> dict[str, float]:
+    from torchmetrics.functional.classification import multiclass_accuracy  # ~2 s to import: only when scored
+
     k = log_probs.shape[1]
     acc1 = multiclass_accuracy(log_probs, labels, num_classes=k, top_k=1, average="micro").item()
     acc5 = multiclass_accuracy(log_probs, labels, num_classes=k, top_k=min(5, k), average="micro").item()
@@ -106,6 +106,8 @@ def score(log_probs: Tensor, labels: Tensor, classes: Sequence[str]) -> dict[str
     y, pred = labels.numpy(), log_probs.argmax(1).numpy()
     probs = log_probs.double().exp().numpy()
     per_class, macro, weighted = _per_class(y, pred, probs, classes)
+    from sklearn.metrics import confusion_matrix  # imported when scored: scikit-learn takes ~1.5 s to import
+
     counts = confusion_matrix(y, pred, labels=np.arange(k))
     return {
         "n": n,
@@ -123,6 +125,8 @@ def _per_class(
     y: np.ndarray, pred: np.ndarray, probs: np.ndarray, classes: Sequence[str]
 ) -> tuple[dict[str, dict], dict[str, float | None], dict[str, float | None]]:
     """Per-class P/R/F1/support/ROC-AUC, the macro average over present classes, the support-weighted average."""
+    from sklearn.metrics import precision_recall_fscore_support
+
     k = len(classes)
     p, r, f1, support = precision_recall_fscore_support(y, pred, labels=np.arange(k), zero_division=0.0)
     auc = [roc_auc_one_vs_rest(y == c, probs[:, c]) for c in range(k)]
@@ -154,6 +158,8 @@ def macro_f1(pred: Tensor | np.ndarray, labels: Tensor | np.ndarray, num_classes
     A class with no examples has no F1 and is left out; a class with examples that is never predicted counts
     with F1 0. The same figure as ``score(...)["macro"]["f1"]``; NaN when there are no examples.
     """
+    from sklearn.metrics import precision_recall_fscore_support
+
     y, p = np.asarray(labels), np.asarray(pred)
     if len(y) == 0:
         return float("nan")
@@ -168,6 +174,8 @@ def _macro(values: np.ndarray, present: np.ndarray) -> float:
 
 def roc_auc_one_vs_rest(is_class: np.ndarray, class_prob: np.ndarray) -> float | None:
     """ROC-AUC of ``class_prob`` Tensor[N] separating ``is_class`` bool[N] from the rest; None if one side is empty."""
+    from sklearn.metrics import roc_auc_score
+
     positives = int(is_class.sum())
     if positives == 0 or positives == len(is_class):
         return None

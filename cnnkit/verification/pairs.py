@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import auc, roc_curve
 from torch import Tensor
 
 from ..errors import CnnkitError
@@ -95,6 +94,8 @@ def verification_metrics(dist: Tensor, same: Tensor, threshold: float) -> dict[s
         ``auc``, ``eer``, ``tar_at_far_1e-3``, ``tar_at_far_1e-2``, ``accuracy``, ``threshold``, ``n_pairs`` and
         the curve ``fpr``, ``tpr`` (lists) for plotting.
     """
+    from sklearn.metrics import auc, roc_curve  # imported when scored: scikit-learn takes ~1.5 s to import
+
     y, score = same.numpy().astype(int), -dist.double().numpy()
     if y.min() == y.max():
         raise CnnkitError(
