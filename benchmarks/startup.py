@@ -2,7 +2,8 @@
 
 Each command runs ``--repeat`` times in a new Python process (as a user runs it); the median is printed with the
 CPU. Goals (issue "Speed on every machine"): ``--version`` and ``--help`` under 0.3 s (they must load no torch),
-``kernels`` and a small ``convolve --matrix`` under 2 s. Run it alone: other processes on the same cores inflate
+``kernels`` and a small ``convolve --matrix`` under 2 s; one-photo ``predict`` with published weights, for scale
+(no goal). Run it alone: other processes on the same cores inflate
 every figure.
 
     python benchmarks/startup.py [--repeat 5]
@@ -14,7 +15,12 @@ import argparse
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
+
+from PIL import Image
+from sklearn.datasets import load_sample_images
 
 from cnnkit.machine import cpu_name
 
@@ -30,6 +36,7 @@ COMMANDS = {
         "1 0 1; 0 1 0; 1 0 1",
     ],
     "import torch (for scale)": None,
+    "predict lite0, one photo": ["predict", "--model", "efficientnet_lite0", "--pretrained"],
 }
 GOALS = {"--version": 0.3, "--help": 0.3, "kernels": 2.0, "convolve --matrix (5×5 ⊗ 3×3)": 2.0}
 
@@ -46,7 +53,10 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=5)
     args = p.parse_args()
     print(f"CPU: {cpu_name()}; median of {args.repeat} fresh processes")
+    photo = Path(tempfile.mkdtemp()) / "flower.jpg"  # scikit-learn's 640×427 sample photo
+    Image.fromarray(load_sample_images().images[1]).save(photo)
     for name, cmd in COMMANDS.items():
+        cmd = [*cmd, str(photo)] if cmd and cmd[0] == "predict" else cmd
         t = statistics.median(wall(cmd) for _ in range(args.repeat))
         goal = GOALS.get(name)
         verdict = "" if goal is None else f"  (goal < {goal:g} s: {'met' if t < goal else 'NOT met'})"
