@@ -67,6 +67,23 @@ def test_features_command_writes_features_and_scores_a_classifier(cli, tmp_path:
 
 
 @needs_lite0
+def test_features_come_from_the_folded_copy_and_match_the_model(tmp_path: Path) -> None:
+    from cnnkit.config import DataConfig
+    from cnnkit.data import load_data
+    from cnnkit.models import create_model
+    from cnnkit.runtime import Normalize
+
+    folder = make_folder(tmp_path / "data", classes=("dark", "light"), per_class=6, mode="RGB")
+    data = load_data(DataConfig(name=str(folder)), image_size=(32, 32))
+    model = create_model("efficientnet_lite0", pretrained=True).eval()
+    got = transfer.features_for(model, data)["train_features"]
+    want, _ = transfer.extract_features(model, data.train, Normalize(model.mean, model.std, torch.device("cpu"), False))
+    assert np.abs(want).max() > 0
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 49  # the model keeps its layers
+
+
+@needs_lite0
 def test_imagenet_predictions_for_sample_photos(photos: dict[str, np.ndarray]) -> None:
     predictor = Predictor.from_pretrained("efficientnet_lite0")
     assert len(predictor.classes) == 1000 and predictor.card.preprocessing["center_crop"] == [224, 224]
