@@ -100,8 +100,8 @@ def inference_copy(model: nn.Module, example: Tensor) -> nn.Module:
     fast = copy.deepcopy(model).eval()
     for conv_name, bn_name in conv_bn_pairs(fast, example):
         conv, bn = fast.get_submodule(conv_name), fast.get_submodule(bn_name)
-        _replace(fast, conv_name, fuse_conv_bn_eval(conv, bn))
-        _replace(fast, bn_name, nn.Identity())
+        fast.set_submodule(conv_name, fuse_conv_bn_eval(conv, bn))
+        fast.set_submodule(bn_name, nn.Identity())
     return fast.to(memory_format=torch.channels_last)
 
 
@@ -180,11 +180,6 @@ def _uses(outputs: Any) -> dict[Any, int]:
                 seen.add(nxt)
                 stack.append(nxt)
     return uses
-
-
-def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, leaf = name.rpartition(".")
-    setattr(model.get_submodule(parent), leaf, module)
 
 
 class Normalize:

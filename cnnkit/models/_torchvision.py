@@ -97,12 +97,8 @@ class TorchvisionClassifier(Classifier):
         self.mean, self.std = channel_stats(in_chans, mean, std)
         side = type(self).default_input[1:] if input_size is None else (input_size, input_size)
         self.default_input = (in_chans, *side)
-        self._set(self.stem_path, with_in_chans(self.get_submodule(self.stem_path), in_chans))
+        self.set_submodule(self.stem_path, with_in_chans(self.get_submodule(self.stem_path), in_chans))
         self.num_features = self.get_submodule(self.head_path).in_features
-
-    def _set(self, path: str, module: nn.Module) -> None:
-        parent, _, name = path.rpartition(".")
-        setattr(self.get_submodule(parent) if parent else self, name, module)
 
     def pre_head(self) -> list[nn.Module]:
         """Layers between global pooling and the final Linear (siblings before it in a ``Sequential``)."""
@@ -119,7 +115,7 @@ class TorchvisionClassifier(Classifier):
 
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = num_classes
-        self._set(self.head_path, linear_head(self.num_features, num_classes))
+        self.set_submodule(self.head_path, linear_head(self.num_features, num_classes))
 
 
 class FeaturesClassifier(TorchvisionClassifier):
