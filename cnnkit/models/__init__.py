@@ -5,6 +5,7 @@ from . import (  # noqa: F401  (importing a family registers its models)
     densenet,
     efficientnet,
     facenet,
+    fastcnn,
     googlenet,
     inception,
     lenet,

@@ -190,8 +190,23 @@ def test_regression_counts() -> None:
     assert {arch: model_info(arch).parameters(10) for arch in REGRESSION} == REGRESSION
 
 
+def test_fastcnn_counts_and_shapes_follow_its_docstring_table() -> None:
+    """The table in cnnkit/models/fastcnn.py: a 2×2 stem of 24 maps without padding, then pool-first blocks of 32,
+    64 and 128 maps, each two bias-free 3×3 convs with a BatchNorm (2 parameters per map) after each."""
+    stem = 24 * 2 * 2 * 1 + 2 * 24
+    blocks = sum(c * 9 * cin + 2 * c + c * 9 * c + 2 * c for cin, c in ((24, 32), (32, 64), (64, 128)))
+    assert model_info("fastcnn").parameters(10) == stem + blocks + 128 * 10 + 10
+    model = create_model("fastcnn").eval()
+    x = model.stem(torch.zeros(2, 1, 28, 28))
+    shapes = [tuple(x.shape[1:])]
+    for block in model.blocks:
+        x = block(x)
+        shapes.append(tuple(x.shape[1:]))
+    assert shapes == [(24, 27, 27), (32, 13, 13), (64, 6, 6), (128, 3, 3)]
+
+
 def test_every_model_has_a_reference_count() -> None:
-    refs = [*TORCHVISION_CARD, *PAPER, *LAYER_LISTS, "se_resnet50", *REGRESSION]
+    refs = [*TORCHVISION_CARD, *PAPER, *LAYER_LISTS, "se_resnet50", *REGRESSION, "fastcnn"]
     assert sorted(refs) == sorted(MODELS)
 
 

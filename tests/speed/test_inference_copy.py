@@ -69,6 +69,20 @@ def test_densenet_keeps_the_batchnorms_that_read_a_concatenation():
     same_outputs(model, fast, torch.randn(2, *shape))
 
 
+def test_fastcnn_keeps_the_batchnorms_behind_a_max_pool():
+    """Folding a BN into the conv before a max pool would be wrong where the BN's scale is negative (max and a
+    negative scale do not commute): fastcnn's pool-first blocks keep those BNs and fold the rest."""
+    shape = (1, 28, 28)
+    model = settled(create_model("fastcnn"), shape)
+    with torch.no_grad():
+        model.blocks[0][2].weight[:5] *= -1  # negative scales: a wrong fold would change the outputs
+    fast = inference_copy(model, torch.zeros(1, *shape))
+    # 7 BNs: the stem's and each block's second are folded; each block's first reads a max pool and is kept.
+    assert batchnorms(model) == 7 and batchnorms(fast) == 3
+    assert all(isinstance(fast.blocks[i][2], nn.BatchNorm2d) for i in range(3))
+    same_outputs(model, fast, torch.randn(4, *shape))
+
+
 class Net(nn.Module):
     """Conv-BN pairs that may not be folded: the conv's output also skips past its BN, a conv and a BN called twice,
     a ReLU between conv and BN, a BN without running statistics; and one pair that may, registered BN first."""
