@@ -81,5 +81,6 @@ class FastCNN(Classifier):
     default_input=(1, 28, 28),
 )
 def fastcnn(*, num_classes: int = 10, in_chans: int = 1, dropout: float = 0.0) -> FastCNN:
-    """The ``fast`` recipe's model: 93 % on Fashion-MNIST in 5 epochs (about 5.6 minutes on 2 fp32 CPU cores)."""
+    """The ``fast`` recipe's model: 93 % on Fashion-MNIST in 4–5 epochs (2 minutes on 2 CPU cores with native
+    bf16, 5.6 in fp32 on AVX2-only cores)."""
     return FastCNN(num_classes=num_classes, in_chans=in_chans, dropout=dropout)
