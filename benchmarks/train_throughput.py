@@ -8,7 +8,11 @@ Both train the same model at the same batch size on the same Fashion-MNIST train
   channels_last, and bf16 autocast where the CPU has native bf16 (``precision: auto``).
 
 Rounds alternate (baseline, cnnkit, baseline, …) and the medians are compared, so the noise of a shared machine
-hits both sides. Usage: ``python benchmarks/train_throughput.py [--recipe fast] [--rounds 5] [--steps 20]``.
+hits both sides. Usage: ``python benchmarks/train_throughput.py [--recipe fast] [--rounds 5] [--steps 20]
+[--set key=value …]``.
+On a CPU with AVX-512, ``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`` and ``--set train.precision=fp32``
+approximate an AVX2-only CPU (same cores, narrower vectors): oneDNN's convolutions and ATen's kernels then run
+their AVX2 code only.
 """
 
 from __future__ import annotations
@@ -61,9 +65,10 @@ def main() -> None:
     p.add_argument("--recipe", default="fast")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--set", action="append", default=[], help="a recipe value, e.g. train.precision=fp32")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = build_config([args.recipe], train__out=tmp)
+        cfg = build_config([args.recipe], args.set, train__out=tmp)
         trainer = Trainer(cfg, __import__("pathlib").Path(tmp), Classify(), log=lambda *_: None, progress=False)
     data = trainer.data.train
     x = (data.images.float() / 255 - trainer.model.mean[0]) / trainer.model.std[0]
