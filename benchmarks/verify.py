@@ -9,7 +9,7 @@ ratio to the better of the two (a trained embedding that does not beat its pixel
 carries to new identities).
 Run alone (other PyTorch processes on the same cores slow it many times)::
 
-    .venv/bin/python benchmarks/verify.py [--model resnet18] [--epochs 4]
+    .venv/bin/python benchmarks/verify.py [--model resnet18] [--epochs 4] [--set key=value …]
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--out", help="keep the run here (default: a temporary folder)")
+    p.add_argument("--set", action="append", default=[], help="a config value, e.g. task.metric_loss=contrastive")
     a = p.parse_args()
 
     from cnnkit.cli import main as cnnkit_main
@@ -56,7 +57,8 @@ def main() -> None:
     out = Path(a.out or tempfile.mkdtemp(prefix="verify-bench-")) / "run"
     t0 = time.perf_counter()
     args = ["train", "--task", "verify", "--data", "fashion-mnist", "--model", a.model, "--epochs", str(a.epochs),
-            "--batch-size", str(a.batch_size), "--out", str(out), "--quiet"]  # fmt: skip
+            "--batch-size", str(a.batch_size), "--out", str(out), "--quiet",
+            *(arg for kv in a.set for arg in ("--set", kv))]  # fmt: skip
     assert cnnkit_main(args) == 0
     train_s = time.perf_counter() - t0
     [(m, text)] = evaluate_runs([str(out)])
