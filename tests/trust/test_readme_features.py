@@ -247,6 +247,7 @@ def test_builtin_recipe_reaches_the_trainers_optimizer_and_schedule(tmp_path, mo
     assert (cfg.model.name, cfg.data.augment, cfg.train.epochs) == (want["model"]["name"], want["data"]["augment"],
                                                                      epochs)  # fmt: skip
     trainer = Trainer(cfg, tmp_path / "run", Classify(), **QUIET)
+    assert trainer.task.objective.label_smoothing == want["train"].get("label_smoothing", 0.0)
     o = want["optim"]
     assert o["name"] == "sgd" and isinstance(trainer.opt, torch.optim.SGD)
     decay, no_decay = trainer.opt.param_groups
