@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from ..layers import conv_bn_act
 from ._contract import Classifier, linear_head, pool_flat
 from ._registry import register_model
+from .smallcnn import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 
 
 class PoolFirstBlock(nn.Sequential):
@@ -53,7 +54,7 @@ class FastCNN(Classifier):
         widths: tuple[int, ...] = (32, 64, 128),
         dropout: float = 0.0,
     ) -> None:
-        super().__init__(num_classes=num_classes, in_chans=in_chans, mean=(0.2860,), std=(0.3530,))
+        super().__init__(num_classes=num_classes, in_chans=in_chans, mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD)
         self.stem = conv_bn_act(in_chans, stem_width, kernel_size=2)  # even kernel: no padding, 28 -> 27
         chans = (stem_width, *widths)
         self.blocks = nn.Sequential(*(PoolFirstBlock(a, b) for a, b in itertools.pairwise(chans)))

@@ -18,6 +18,8 @@ from ..layers import conv_bn_act
 from ._contract import Classifier, linear_head, pool_flat
 from ._registry import register_model
 
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)  # of the training images' pixels, on [0, 1]
+
 
 class SmallCNN(Classifier):
     default_input = (1, 28, 28)
@@ -30,7 +32,7 @@ class SmallCNN(Classifier):
         widths: tuple[int, int, int] = (32, 64, 128),
         dropout: float = 0.2,
     ) -> None:
-        super().__init__(num_classes=num_classes, in_chans=in_chans, mean=(0.2860,), std=(0.3530,))
+        super().__init__(num_classes=num_classes, in_chans=in_chans, mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD)
         w1, w2, w3 = widths
         self.stem = nn.Sequential(conv_bn_act(in_chans, w1), conv_bn_act(w1, w1), nn.MaxPool2d(2))
         self.stage1 = nn.Sequential(conv_bn_act(w1, w2), conv_bn_act(w2, w2), nn.MaxPool2d(2))
