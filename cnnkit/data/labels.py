@@ -14,7 +14,9 @@ Format notes:
   relative to that list's folder. A split entry ``../x`` that does not exist is read as ``x`` (Roboflow's exports
   write ``train: ../train/images`` beside ``train/``; Ultralytics reads them the same way). YOLO segmentation
   lines (``class x1 y1 x2 y2 …``, at least three points) are read too: box = the polygon's bounds, segmentation =
-  the polygon in pixels. An image without a label file has no objects (Ultralytics' background images), but a
+  the polygon in pixels. A folder with a ``classes.txt`` or ``obj.names`` instead of a yaml is one split of every
+  image under it; a label file is looked for in ``labels/`` beside ``images/`` first, then beside the image
+  (darknet's rule). An image without a label file has no objects (Ultralytics' background images), but a
   split none of whose images has one is an error (the labels are elsewhere). The writer writes boxes only.
 - COCO: ``iscrowd=1`` annotations (one region covering a crowd) are ignored, as detection training does.
   Category ids may be any integers; they become 0..K-1 in id order. The writer numbers them from 1.
@@ -198,9 +200,11 @@ def open_box_dataset(path: str | Path, *, skip_bad: bool = False) -> BoxDataset:
     """Open a box dataset in any of the accepted formats, detected from ``path``.
 
     Args:
-        path: a YOLO ``data.yaml`` (or a folder holding one); a COCO ``.json`` (or a folder with
+        path: a YOLO ``data.yaml`` (or a folder holding one, or a folder with a ``classes.txt`` / ``obj.names``
+            class list and no yaml: LabelImg, Label Studio, CVAT's "YOLO 1.1"); a COCO ``.json`` (or a folder with
             ``annotations/instances_{train,val,test}*.json``, or that ``annotations`` folder itself, or Roboflow's
-            export with ``{train,valid,test}/_annotations.coco.json``); a Pascal VOC
+            export with ``{train,valid,test}/_annotations.coco.json``, or one ``annotations/*.json`` of another
+            name such as CVAT's ``instances_default.json``, or Label Studio's ``result.json``); a Pascal VOC
             folder (with ``Annotations/``, or holding such a ``VOC/``, or a download's ``VOCdevkit/`` with one
             ``VOC<year>/``); a ``.csv`` with the columns
             ``path,label,x,y,w,h[,split]`` (or a folder holding ``labels.csv``). Tried in that order.
@@ -213,6 +217,8 @@ def open_box_dataset(path: str | Path, *, skip_bad: bool = False) -> BoxDataset:
     """
     p = _abs(path)
     fmt, target = _detect(p)
+    if fmt == "yolo" and target.name in YOLO_CLASS_LISTS:
+        return _open_yolo_folder(target, skip_bad)
     reader = {"yolo": _open_yolo, "coco": _open_coco, "voc": _open_voc, "csv": _open_csv}[fmt]
     return reader(target, skip_bad)
 
@@ -237,11 +243,13 @@ def _detect(p: Path) -> tuple[str, Path]:
             return "voc", voc
         if (p / "labels.csv").is_file():
             return "csv", p / "labels.csv"
+        if names := _yolo_class_list(p):
+            return "yolo", names
     found = "a file of another kind" if p.is_file() else ("a folder of another layout" if p.exists() else "nothing")
     raise CnnkitError(
-        f"expected a box dataset at {str(p)!r}: a YOLO data.yaml (or a folder holding one), a COCO .json "
-        f"(or a folder with annotations/instances_<split>.json), a Pascal VOC folder (with Annotations/), or a .csv "
-        f"with columns path,label,x,y,w,h[,split]; found {found}"
+        f"expected a box dataset at {str(p)!r}: a YOLO data.yaml (or a folder holding one, or a classes.txt), a COCO"
+        f" .json (or a folder with annotations/instances_<split>.json), a Pascal VOC folder (with Annotations/), or a"
+        f" .csv with columns path,label,x,y,w,h[,split]; found {found}"
     )
 
 
@@ -279,6 +287,30 @@ def _open_yolo(yaml_path: Path, skip_bad: bool) -> BoxDataset:
     if hflip is not None and not isinstance(hflip, bool):
         raise LabelError(yaml_path, None, f"hflip: {hflip!r}", expected="hflip: true or false", hint="fix data.yaml")
     return BoxDataset(classes, splits, str(yaml_path), "yolo", skipped, hflip)
+
+
+YOLO_CLASS_LISTS = ("classes.txt", "obj.names")  # LabelImg and Label Studio; darknet and CVAT's "YOLO 1.1"
+
+
+def _yolo_class_list(folder: Path) -> Path | None:
+    """The class-name list of a YOLO folder without a data.yaml (``classes.txt`` or ``obj.names``), or None."""
+    return next((folder / n for n in YOLO_CLASS_LISTS if (folder / n).is_file()), None)
+
+
+def _open_yolo_folder(names_file: Path, skip_bad: bool) -> BoxDataset:
+    """A YOLO folder without a data.yaml: every image under the class list's folder (one split, ``all``), its
+    labels in ``labels/`` beside ``images/`` or beside the image itself (:func:`yolo_label_path`)."""
+    classes = [line.strip() for line in read_label_text(names_file).splitlines() if line.strip()]
+    if not classes:
+        raise LabelError(names_file, None, "no class names", expected="one class name per line",
+                         hint="write the class names, in class-id order")  # fmt: skip
+    items: list[tuple[Path, Path | None, int | None]] = [(f, None, None) for f in _image_files(names_file.parent)]
+    if not items:
+        raise LabelError(names_file, None, f"no image files under {names_file.parent}", expected="images")
+    _check_yolo_labels_found(items, names_file, "all", hint="put each x.txt beside x.jpg, or in labels/ beside images/")
+    skipped: list[tuple[str, str]] = []
+    images = _collect(items, lambda item: _read_yolo_image(*item, classes), skip_bad, skipped)
+    return BoxDataset(classes, {"all": images}, str(names_file), "yolo", skipped)
 
 
 def _read_yaml(path: Path) -> dict:
@@ -329,17 +361,21 @@ def _yolo_images(entry: Any, root: Path, yaml_path: Path, split: str) -> list[tu
 
 
 def yolo_label_path(image: str | Path) -> Path:
-    """The label file of an image, as Ultralytics finds it: the last ``/images/`` -> ``/labels/``, suffix ``.txt``."""
+    """The label file of an image, as Ultralytics finds it: the last ``/images/`` -> ``/labels/``, suffix ``.txt``;
+    as darknet finds it when that file does not exist: beside the image (LabelImg, CVAT's "YOLO 1.1")."""
     sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
-    return Path(sb.join(str(image).rsplit(sa, 1))).with_suffix(".txt")
+    ultralytics = Path(sb.join(str(image).rsplit(sa, 1))).with_suffix(".txt")
+    beside = Path(image).with_suffix(".txt")
+    return beside if not ultralytics.is_file() and beside.is_file() else ultralytics
 
 
-def _check_yolo_labels_found(items: list[tuple[Path, Path | None, int | None]], yaml_path: Path, split: str) -> None:
+def _check_yolo_labels_found(items: list[tuple[Path, Path | None, int | None]], yaml_path: Path, split: str,
+                             hint: str = "fix data.yaml or move the label files there") -> None:  # fmt: skip
     """A split none of whose images has a label file is a layout error, not a split of background images."""
     if items and not any(yolo_label_path(image).is_file() for image, _, _ in items):
         found = f"no label file for any of the {len(items)} {split} images (looked for {yolo_label_path(items[0][0])})"
         expected = "a labels/ folder beside images/ (…/images/x.jpg -> …/labels/x.txt)"
-        raise LabelError(yaml_path, None, found, expected=expected, hint="fix data.yaml or move the label files there")
+        raise LabelError(yaml_path, None, found, expected=expected, hint=hint)
 
 
 def _read_yolo_image(image: Path, list_file: Path | None, line: int | None, classes: list[str]) -> LabelledImage:
@@ -389,6 +425,7 @@ def _yolo_instance(text: str, line: int, path: Path, width: int, height: int, nu
 
 COCO_NAME = re.compile(r"instances_(train|val|test)(\d*)\.json")
 ROBOFLOW_COCO = "_annotations.coco.json"  # Roboflow's COCO export: one per split folder, beside its images
+LABEL_STUDIO_COCO = "result.json"  # Label Studio's COCO export, beside its images/ folder
 ROBOFLOW_SPLITS = {"train": "train", "valid": "val", "val": "val", "test": "test"}
 
 
@@ -409,6 +446,10 @@ def _coco_split_files(folder: Path) -> dict[str, Path]:
             return {s: found[s][0] for s in SPLITS if s in found}
     if (folder / ROBOFLOW_COCO).is_file():
         return {"all": folder / ROBOFLOW_COCO}
+    if (folder / LABEL_STUDIO_COCO).is_file():
+        return {"all": folder / LABEL_STUDIO_COCO}
+    if len(others := sorted((folder / "annotations").glob("*.json"))) == 1:  # CVAT: instances_default.json
+        return {"all": others[0]}
     exported = {ROBOFLOW_SPLITS.get(d.name, d.name): d / ROBOFLOW_COCO for d in folder.iterdir() if d.is_dir()}
     return {s: exported[s] for s in SPLITS if s in exported and exported[s].is_file()}
 

@@ -236,6 +236,64 @@ def test_a_roboflow_coco_export_opens_with_its_splits_and_without_the_supercateg
     assert list(alone.splits) == ["all"] and alone.classes == ["apple", "pear"]
 
 
+def test_yolo_folders_without_a_yaml_open_from_their_class_list(tmp_path):
+    """LabelImg saves ``x.txt`` beside ``x.jpg`` with a ``classes.txt``; CVAT's "YOLO 1.1" the same with
+    ``obj.names``; Label Studio ``images/`` and ``labels/`` beside ``classes.txt``. Each is one split of every
+    image under the folder; an image with no label file has no objects."""
+    flat = tmp_path / "labelimg"
+    png(flat / "a.jpg", 40, 20)
+    png(flat / "b.jpg", 40, 20)
+    write(flat / "a.txt", "1 0.5 0.5 0.5 0.5\n")
+    write(flat / "classes.txt", "car\nbus\n\n")
+    cvat = tmp_path / "cvat"
+    png(cvat / "obj_train_data" / "c.png", 40, 20)
+    write(cvat / "obj_train_data" / "c.txt", "0 0.25 0.5 0.5 1.0\n")
+    write(cvat / "obj.names", "person\n")
+    write(cvat / "train.txt", "data/obj_train_data/c.png\n")  # darknet's list, relative to darknet's folder
+    studio = tmp_path / "studio"
+    png(studio / "images" / "d.png", 40, 20)
+    write(studio / "labels" / "d.txt", "0 0.5 0.5 1.0 1.0\n")
+    write(studio / "classes.txt", "cat\n")
+    write(studio / "notes.json", "{}")
+    found = {}
+    for root in (flat, cvat, studio):
+        ds = open_box_dataset(root)
+        found[root.name] = (ds.format, ds.classes, [(im.path.name, boxes(im)) for im in ds.splits["all"]])
+    assert found == {
+        "labelimg": ("yolo", ["car", "bus"], [("a.jpg", [(1, (10.0, 5.0, 30.0, 15.0))]), ("b.jpg", [])]),
+        "cvat": ("yolo", ["person"], [("c.png", [(0, (0.0, 0.0, 20.0, 20.0))])]),
+        "studio": ("yolo", ["cat"], [("d.png", [(0, (0.0, 0.0, 40.0, 20.0))])]),
+    }
+    write(flat / "a.txt", "2 0.5 0.5 0.5 0.5\n")  # a class id past the list: named with file and line
+    with pytest.raises(LabelError, match=r"class id in 0\.\.1, found class id 2 in .*labelimg/a.txt:1;"):
+        open_box_dataset(flat)
+    write(studio / "classes.txt", "\n")
+    with pytest.raises(LabelError, match="found no class names in .*studio/classes.txt; write the class names"):
+        open_box_dataset(studio)
+    (cvat / "obj_train_data" / "c.txt").unlink()  # no image has a label file: the labels are elsewhere
+    with pytest.raises(LabelError, match=r"no label file for any of the 1 all images .*obj.names; put each x.txt"):
+        open_box_dataset(cvat, skip_bad=True)
+
+
+def test_cvat_and_label_studio_coco_exports_open_from_their_folders(tmp_path):
+    """CVAT writes ``annotations/instances_default.json`` beside ``images/``; Label Studio ``result.json`` whose
+    file names start with ``images/``."""
+    doc = {"images": [{"id": 1, "file_name": "e.png", "width": 40, "height": 30}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 10, 5], "segmentation": [],
+                            "iscrowd": 0, "attributes": {"occluded": False}}],
+           "categories": [{"id": 1, "name": "car", "supercategory": ""}]}  # fmt: skip
+    png(tmp_path / "cvat" / "images" / "e.png")
+    write(tmp_path / "cvat" / "annotations" / "instances_default.json", json.dumps(doc))
+    png(tmp_path / "studio" / "images" / "e.png")
+    doc["images"][0]["file_name"] = "images/e.png"
+    write(tmp_path / "studio" / "result.json", json.dumps(doc))
+    for root in (tmp_path / "cvat", tmp_path / "studio"):
+        ds = open_box_dataset(root)
+        assert ds.format == "coco" and ds.classes == ["car"] and list(ds.splits) == ["all"]
+        [im] = ds.splits["all"]
+        assert im.path == root / "images" / "e.png" and boxes(im) == [(0, (1.0, 2.0, 11.0, 7.0))]
+
+
 def test_a_pascal_voc_download_opens_from_its_vocdevkit_root(tmp_path):
     voc_dataset(tmp_path / "VOCdevkit" / "VOC2012")
     for source in (tmp_path, tmp_path / "VOCdevkit"):
