@@ -113,10 +113,21 @@ def verification_metrics(dist: Tensor, same: Tensor, threshold: float) -> dict[s
     return out
 
 
+LFW_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")  # LFW's own are .jpg; a user's faces may not be
+
+
+def lfw_image(root: Path, name: str, i: int) -> Path:
+    """Image ``i`` of ``name`` in LFW's layout, ``root/name/name_000i.jpg``; the same stem with another image suffix
+    (``.png``, ``.jpeg``) when that is the file there. The ``.jpg`` path when none exists (named as missing)."""
+    stem = root / name / f"{name}_{i:04d}"
+    return next((f for f in (stem.with_name(stem.name + s) for s in LFW_SUFFIXES) if f.is_file()),
+                stem.with_name(stem.name + ".jpg"))  # fmt: skip
+
+
 def lfw_pairs(pairs_file: str | Path, root: str | Path, skip_bad: bool = False) -> tuple[list[tuple], list[str]]:
     """Read LFW's ``pairs.txt`` (first line: folds and pairs per fold; then, per fold, that many matched lines
     ``name i j`` and as many mismatched ``name1 i name2 j``); image ``i`` of ``name`` is
-    ``root/name/name_000i.jpg``. View 1's ``pairsDevTrain.txt`` / ``pairsDevTest.txt`` (first line: the pairs of
+    ``root/name/name_000i.jpg`` (or ``.png``, ``.jpeg``: :func:`lfw_image`). View 1's ``pairsDevTrain.txt`` / ``pairsDevTest.txt`` (first line: the pairs of
     each kind) are one fold.
 
     Returns:
@@ -149,7 +160,7 @@ def lfw_pairs(pairs_file: str | Path, root: str | Path, skip_bad: bool = False) 
             raise CnnkitError(f"expected 'name i j' or 'name1 i name2 j' on line {n} of {str(pairs_file)!r}, found"
                               f" {' '.join(parts)!r}; fix that line")  # fmt: skip
         a_name, a_i, b_name, b_i = names
-        paths = [root / name / f"{name}_{int(i):04d}.jpg" for name, i in ((a_name, a_i), (b_name, b_i))]
+        paths = [lfw_image(root, name, int(i)) for name, i in ((a_name, a_i), (b_name, b_i))]
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             reason = f"line {n}: missing image {missing[0]}"

@@ -86,6 +86,10 @@ def test_lfw_pairs_file_and_missing_images(tmp_path: Path) -> None:
         lfw_pairs(pairs, tmp_path)
     found, skipped = lfw_pairs(pairs, tmp_path, skip_bad=True)
     assert len(found) == 1 and skipped == [f"line 2: missing image {tmp_path / 'Alice' / 'Alice_0003.jpg'}"]
+    Image.new("RGB", (8, 8)).save(tmp_path / "Alice" / "Alice_0003.png")  # a user's own faces, saved as PNG
+    found, skipped = lfw_pairs(pairs, tmp_path)
+    assert [(a.name, b.name) for a, b, _, _ in found] == [("Alice_0001.jpg", "Alice_0003.png"),
+                                                          ("Alice_0001.jpg", "Bob_0001.jpg")]  # fmt: skip
 
 
 def test_an_identity_with_one_image_is_one_clear_error_or_skipped() -> None:
