@@ -26,7 +26,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gallery", metavar="DIR", help="enroll: a folder per identity (one image each: one-shot)")
     p.add_argument("--top", type=int, default=3, help="identify: how many identities to list (default 3)")
     p.add_argument("--pairs", metavar="FILE", help="pairs: LFW's pairs.txt (first line FOLDS PAIRS, then the pairs)")
-    p.add_argument("--root", metavar="DIR", help="pairs: the images, DIR/name/name_0001.jpg (LFW's layout; .png or .jpeg also found)")
+    p.add_argument(
+        "--root",
+        metavar="DIR",
+        help="pairs: the images, DIR/name/name_0001.jpg (LFW's layout; .png or .jpeg also found)",
+    )
     p.add_argument("--skip-bad", action="store_true", help="pairs: leave out (and count) pairs naming a missing image")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--faces", action="store_true",

@@ -127,8 +127,8 @@ def lfw_image(root: Path, name: str, i: int) -> Path:
 def lfw_pairs(pairs_file: str | Path, root: str | Path, skip_bad: bool = False) -> tuple[list[tuple], list[str]]:
     """Read LFW's ``pairs.txt`` (first line: folds and pairs per fold; then, per fold, that many matched lines
     ``name i j`` and as many mismatched ``name1 i name2 j``); image ``i`` of ``name`` is
-    ``root/name/name_000i.jpg`` (or ``.png``, ``.jpeg``: :func:`lfw_image`). View 1's ``pairsDevTrain.txt`` / ``pairsDevTest.txt`` (first line: the pairs of
-    each kind) are one fold.
+    ``root/name/name_000i.jpg`` (or ``.png``, ``.jpeg``: :func:`lfw_image`). View 1's ``pairsDevTrain.txt`` /
+    ``pairsDevTest.txt`` (first line: the pairs of each kind) are one fold.
 
     Returns:
         ([(path_a, path_b, same, fold)], skipped lines as "line N: reason"). A pair naming a missing image is a
