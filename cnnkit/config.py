@@ -29,6 +29,10 @@ class TaskConfig:
     metric_loss: str = "triplet"  # verify: triplet (semi-hard negatives mined in the batch, FaceNet) | contrastive
     margin: float | None = None  # verify: the loss's margin (default: triplet 0.2, contrastive 1.0)
     embedding_dim: int = 128  # verify: the embedding's width
+    # verify: training identities held out for the validation pairs (threshold, best epoch), so both are chosen on
+    # identities the model never saw; default: 10 % of them when there are 20 or more, else none (held-out images
+    # of the training identities)
+    val_identities: int | None = None
 
 
 @dataclass
@@ -113,6 +117,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "task.box_weight": (0, None, True, True),
     "task.margin": (0, None, False, True),
     "task.embedding_dim": (1, 65536, True, True),
+    "task.val_identities": (0, None, True, True),
     "data.val_fraction": (0, 1, True, False),
     "data.test_fraction": (0, 1, True, False),
     "data.image_size": (1, 16384, True, True),

@@ -10,7 +10,10 @@ FaceNet's triplet loss with online semi-hard negative mining (margin 0.2) on bat
 
 Open set by default: the identities are the data's classes (a folder per identity, or a named dataset's
 classes), and the last 30 % of them (Fashion-MNIST and digits: 7, 8, 9) are held out for the test pairs and
-never seen in training; validation pairs come from held-out images of the training identities. The distance
+never seen in training. The validation pairs (the threshold, the best epoch) come from identities held out from
+training too when there are enough of them (``task.val_identities``; by default 10 % of the training identities
+when there are 20 or more), else from held-out images of the training identities: on Fashion-MNIST's 7 those
+reward specialising in the training classes and cannot choose settings for unseen ones. The distance
 threshold is chosen on the validation pairs; the test reports pair accuracy at it, ROC AUC, EER and TAR at FAR
 1e-3 and 1e-2 (``cnnkit.verification.pairs``), and one-shot identification (one enrolled image per unseen
 identity, the others identified by their nearest enrolled embedding).
@@ -43,6 +46,8 @@ from ..verification.sampling import pk_order
 from .classify import input_size
 
 TEST_IDENTITIES = 0.3  # the share of identities held out for the open-set test
+VAL_IDENTITIES = 0.1  # the share of training identities held out for the validation pairs, by default …
+MIN_TO_HOLD_OUT = 20  # … when there are at least this many training identities
 K_PER_IDENTITY = 4
 LOSSES = {"triplet": 0.2, "contrastive": 1.0}  # the losses and their default margins
 PAIRS = 1000  # matched and as many mismatched pairs sampled from a split
@@ -59,6 +64,11 @@ def _keep(ds: TensorImages, idents: set[int]) -> TensorImages:
     return ds.subset(torch.tensor([i for i, y in enumerate(ds.labels.tolist()) if y in idents], dtype=torch.long))
 
 
+def held_out(data: DataSplits) -> list[int]:
+    """The validation identities not trained on (sorted; none when validation uses the training identities)."""
+    return sorted(set(data.val.labels.tolist()) - set(data.train.labels.tolist()))
+
+
 def check_identities(ds: TensorImages, classes: list[str], what: str, skip_bad: bool, skipped: list) -> TensorImages:
     """Every identity of ``ds`` needs 2 images (a matched pair, an anchor and its positive): a CnnkitError,
     or with ``skip_bad`` the identity is left out and listed in ``skipped``."""
@@ -71,8 +81,23 @@ def check_identities(ds: TensorImages, classes: list[str], what: str, skip_bad: 
     return _keep(ds, {int(i) for i in ids} - set(few))
 
 
-def open_set_splits(data: DataSplits, skip_bad: bool = False) -> DataSplits:
-    """Train / val on the first 70 % of identities, test on all images of the last 30 % (never trained on)."""
+def validation_identities(n_train: int, asked: int | None) -> int:
+    """How many of ``n_train`` training identities to hold out for the validation pairs: ``asked``
+    (``task.val_identities``), or by default :data:`VAL_IDENTITIES` of them when there are at least
+    :data:`MIN_TO_HOLD_OUT` (few identities are all needed for training; validation then uses held-out images of
+    them). Raises CnnkitError when fewer than 2 would be left to train on."""
+    k = (max(2, round(n_train * VAL_IDENTITIES)) if n_train >= MIN_TO_HOLD_OUT else 0) if asked is None else asked
+    if k and n_train - k < 2:
+        raise CnnkitError(f"expected task.val_identities to leave at least 2 of the {n_train} training identities"
+                          f" to train on, found {k}; give a smaller number (0: validate on the training"
+                          " identities)")  # fmt: skip
+    return k
+
+
+def open_set_splits(data: DataSplits, skip_bad: bool = False, val_identities: int | None = None) -> DataSplits:
+    """Train on the first 70 % of identities, test on all images of the last 30 % (never trained on). Validation:
+    all images of the last ``k`` training identities, held out from training (:func:`validation_identities`), or
+    with k = 0 the validation split of the training identities."""
     if not all(isinstance(getattr(data, s), TensorImages) for s in ("train", "val", "test")):
         raise CnnkitError("expected the images to fit in memory for verification, found a larger folder; resize"
                           " them smaller with --set data.image_size=N")  # fmt: skip
@@ -80,13 +105,16 @@ def open_set_splits(data: DataSplits, skip_bad: bool = False) -> DataSplits:
     n_test = max(1, round(n * TEST_IDENTITIES))
     if n - n_test < 2:
         raise CnnkitError(f"expected at least 4 identities (2 to train on, held-out ones to test), found {n}")
-    train_ids, test_ids = set(range(n - n_test)), set(range(n - n_test, n))
+    n_train = n - n_test - validation_identities(n - n_test, val_identities)
+    train_ids, test_ids = set(range(n_train)), set(range(n - n_test, n))
+    val_ids = set(range(n_train, n - n_test))
     skipped = list(data.skipped)
     train = check_identities(_keep(data.train, train_ids), data.classes, "training split", skip_bad, skipped)
     test = _concat([_keep(getattr(data, s), test_ids) for s in ("train", "val", "test")])
     test = check_identities(test, data.classes, "held-out identities", skip_bad, skipped)
-    return DataSplits(train, _keep(data.val, train_ids), test, data.classes, data.in_chans, data.image_size,
-                      data.source, skipped, data.hflip)  # fmt: skip
+    val = _concat([_keep(data.train, val_ids), _keep(data.val, val_ids)]) if val_ids else _keep(data.val, train_ids)
+    return DataSplits(train, val, test, data.classes, data.in_chans, data.image_size, data.source, skipped,
+                      data.hflip)  # fmt: skip
 
 
 @torch.no_grad()
@@ -149,7 +177,7 @@ class Verify:
         the trainer asks of a task)."""
         self.configure(cfg.task.metric_loss, cfg.task.margin, cfg.task.embedding_dim)
         return open_set_splits(load_data(cfg.data, seed=cfg.train.seed, image_size=input_size(cfg)),
-                               cfg.data.skip_bad)  # fmt: skip
+                               cfg.data.skip_bad, cfg.task.val_identities)  # fmt: skip
 
     def build_model(self, cfg: Config, data: DataSplits) -> nn.Module:
         backbone = headless(cfg.model.name, data.in_chans, pretrained=cfg.model.pretrained, weights=cfg.model.weights)
@@ -199,6 +227,7 @@ class Verify:
                                 "loss": self.loss_name, "margin": self.margin, "distance": "squared euclidean",
                                 "hflip": data.hflip,
                                 "train_identities": [data.classes[i] for i in train_ids],
+                                "val_identities": [data.classes[i] for i in held_out(data)],
                                 "test_identities": [data.classes[i] for i in test_ids]}}  # fmt: skip
 
     def report(self, run_dir: Path, **opts: Any) -> Path:
@@ -331,8 +360,10 @@ def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", 
     val_emb = embed_dataset(model, splits.val, normalize)
     val_pairs = sample_pairs(splits.val.labels, PAIRS, seed=0)
     threshold = best_threshold(pair_distances(val_emb, val_pairs), val_pairs.same)
+    unseen = held_out(splits)
+    chosen_on = f"{2 * PAIRS} validation pairs" + (f" of {len(unseen)} identities not trained on" if unseen else "")
     write_json(run / THRESHOLD_FILE, {"threshold": threshold, "distance": "squared euclidean",
-                                      "chosen_on": f"{2 * PAIRS} validation pairs"})  # fmt: skip
+                                      "chosen_on": chosen_on})  # fmt: skip
     ds = getattr(splits, split)
     emb = embed_dataset(model, ds, normalize)
     pairs = sample_pairs(ds.labels, PAIRS, seed=1)

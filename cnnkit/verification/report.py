@@ -46,6 +46,8 @@ def write_report(run_dir: Path, m: dict[str, Any]) -> Path:
     rows = [["model", f"{card.model} + {dim}-d embedding ({how})"],
             ["loss", f"{card.task_fields.get('loss')} (margin {card.task_fields.get('margin')})"],
             ["trained on identities", ", ".join(card.task_fields.get("train_identities", []))],
+            ["validated on identities (not trained on)", ", ".join(card.task_fields.get("val_identities", []))
+             or "none: held-out images of the training identities"],
             ["tested on identities (never seen)", ", ".join(m["identities"])],
             [f"{m['split']} pairs", str(m["n_pairs"])], ["ROC AUC", f"{m['auc']:.4f}"], ["EER", f"{m['eer']:.4f}"],
             ["TAR @ FAR 1e-3", f"{m['tar_at_far_1e-3']:.4f}"], ["TAR @ FAR 1e-2", f"{m['tar_at_far_1e-2']:.4f}"],

@@ -14,10 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnkit.data.datasets import TensorImages
+from cnnkit.data.datasets import DataSplits, TensorImages
 from cnnkit.errors import CnnkitError
 from cnnkit.runcard import read_card
-from cnnkit.tasks.verify import check_identities
+from cnnkit.tasks.verify import check_identities, open_set_splits
 from cnnkit.verification import contrastive_loss, lfw_pairs, pk_order, triplet_semihard_loss, verification_metrics
 from cnnkit.verification.pairs import best_threshold, sample_pairs
 
@@ -321,3 +321,41 @@ def test_the_loss_its_margin_and_the_embedding_width_are_config_keys(cli, tmp_pa
         code, _, err = cli(*args, "--out", tmp_path / "bad", "--set", bad)
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "bad" / "model.safetensors").exists()
+
+
+def _identities(n: int, per: int = 3) -> DataSplits:
+    """n identities with ``per`` training and 1 validation and 1 test image each (4×4 zeros)."""
+
+    def split(k: int) -> TensorImages:
+        return TensorImages(torch.zeros(n * k, 1, 4, 4, dtype=torch.uint8), torch.arange(n).repeat_interleave(k))
+
+    return DataSplits(split(per), split(1), split(1), [f"id{i}" for i in range(n)], 1, (4, 4), "test")
+
+
+def test_validation_pairs_come_from_identities_held_out_of_training_when_there_are_enough() -> None:
+    many = open_set_splits(_identities(30))  # 9 tested; of the 21 others 10 % (2) validate, 19 train
+    assert sorted(set(many.train.labels.tolist())) == list(range(19))
+    assert sorted(set(many.test.labels.tolist())) == list(range(21, 30))
+    assert many.val.labels.tolist() == [19] * 3 + [20] * 3 + [19, 20]  # all their training and validation images
+    few = open_set_splits(_identities(10))  # Fashion-MNIST's 7 training identities are all needed for training
+    assert set(few.val.labels.tolist()) == set(few.train.labels.tolist()) == set(range(7))
+    asked = open_set_splits(_identities(10), val_identities=2)
+    assert (set(asked.train.labels.tolist()), set(asked.val.labels.tolist())) == (set(range(5)), {5, 6})
+    assert set(open_set_splits(_identities(30), val_identities=0).val.labels.tolist()) == set(range(21))
+    with pytest.raises(CnnkitError, match="leave at least 2 of the 7 training identities to train on, found 6"):
+        open_set_splits(_identities(10), val_identities=6)
+
+
+def test_a_run_validated_on_unseen_identities_says_so(cli, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["train", "--task", "verify", "--data", "digits", "--epochs", "1", "--batch-size", "64", "--quiet"]
+    code, _, err = cli(*args, "--out", out, "--set", "task.val_identities=2")
+    assert code == 0, err
+    fields = read_card(out).task_fields
+    assert (fields["train_identities"], fields["val_identities"]) == (list("01234"), ["5", "6"])
+    code, _, err = cli("evaluate", out)
+    assert code == 0, err
+    assert json.loads((out / "verify.json").read_text())["chosen_on"] == (
+        "2000 validation pairs of 2 identities not trained on"
+    )
+    assert "validated on identities (not trained on) | 5, 6" in (out / "report.md").read_text()
