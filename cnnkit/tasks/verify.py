@@ -108,11 +108,11 @@ def open_set_splits(data: DataSplits, skip_bad: bool = False, val_identities: in
     n_train = n - n_test - validation_identities(n - n_test, val_identities)
     train_ids, test_ids = set(range(n_train)), set(range(n - n_test, n))
     val_ids = set(range(n_train, n - n_test))
-    skipped = list(data.skipped)
+    skipped, splits = list(data.skipped), (data.train, data.val, data.test)
     train = check_identities(_keep(data.train, train_ids), data.classes, "training split", skip_bad, skipped)
-    test = _concat([_keep(getattr(data, s), test_ids) for s in ("train", "val", "test")])
+    test = _concat([_keep(d, test_ids) for d in splits])
     test = check_identities(test, data.classes, "held-out identities", skip_bad, skipped)
-    val = _concat([_keep(data.train, val_ids), _keep(data.val, val_ids)]) if val_ids else _keep(data.val, train_ids)
+    val = _concat([_keep(d, val_ids) for d in splits]) if val_ids else _keep(data.val, train_ids)
     return DataSplits(train, val, test, data.classes, data.in_chans, data.image_size, data.source, skipped,
                       data.hflip)  # fmt: skip
 
@@ -361,9 +361,9 @@ def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", 
     val_pairs = sample_pairs(splits.val.labels, PAIRS, seed=0)
     threshold = best_threshold(pair_distances(val_emb, val_pairs), val_pairs.same)
     unseen = held_out(splits)
-    chosen_on = f"{2 * PAIRS} validation pairs" + (f" of {len(unseen)} identities not trained on" if unseen else "")
+    of = f" of {len(unseen)} identities not trained on" if unseen else ""
     write_json(run / THRESHOLD_FILE, {"threshold": threshold, "distance": "squared euclidean",
-                                      "chosen_on": chosen_on})  # fmt: skip
+                                      "chosen_on": f"{len(val_pairs)} validation pairs{of}"})  # fmt: skip
     ds = getattr(splits, split)
     emb = embed_dataset(model, ds, normalize)
     pairs = sample_pairs(ds.labels, PAIRS, seed=1)

@@ -30,8 +30,13 @@ class Pairs:
         return len(self.same)
 
 
+FEW_PAIRS = 20  # a kind of pair with at most this many × n distinct pairs is sampled without repeats
+
+
 def sample_pairs(labels: Tensor, n: int, seed: int = 0) -> Pairs:
-    """Up to ``n`` matched and ``n`` mismatched pairs of distinct examples, seeded.
+    """Up to ``n`` matched and ``n`` mismatched pairs of distinct examples, seeded. Where a kind has at most
+    :data:`FEW_PAIRS` × n distinct pairs (a small folder of faces), ``n`` of them are chosen without repeats (all of
+    them when there are fewer); else they are drawn with replacement, as repeats are then rare.
 
     Args:
         labels: Tensor[N] identities of the examples.
@@ -45,19 +50,51 @@ def sample_pairs(labels: Tensor, n: int, seed: int = 0) -> Pairs:
         raise CnnkitError(f"expected at least 2 identities and one with 2 images for verification pairs, found"
                           f" {len(ids)} identities with at most {int(counts.max()) if len(counts) else 0} image(s)"
                           " each; add images, or use --skip-bad to leave such identities out")  # fmt: skip
-    many = ids[counts >= 2]
+    matched = int((counts * (counts - 1)).sum()) // 2
+    mismatched = (len(labels) ** 2 - int(counts.square().sum())) // 2
+    if matched <= FEW_PAIRS * n:
+        a, b = _subset(_all_pairs(labels, same=True), n, g)
+    else:
+        a, b = _matched(labels, ids[counts >= 2], n, g)
+    if mismatched <= FEW_PAIRS * n:
+        x, y = _subset(_all_pairs(labels, same=False), n, g)
+    else:
+        x, y = torch.randint(len(labels), (2, 4 * n), generator=g)
+        keep = (labels[x] != labels[y]).nonzero().flatten()[:n]
+        x, y = x[keep], y[keep]
+    same = torch.cat([torch.ones(len(a), dtype=torch.bool), torch.zeros(len(x), dtype=torch.bool)])
+    return Pairs(torch.cat([a, x]), torch.cat([b, y]), same, torch.zeros(len(same), dtype=torch.long))
+
+
+def _matched(labels: Tensor, many: Tensor, n: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    """n matched pairs drawn with replacement: an identity of ``many`` (those with 2+ images), then two of its
+    images. Tensor[n] each."""
     ident = many[torch.randint(len(many), (n,), generator=g)]
     a, b = [], []
     for i in ident.tolist():  # two distinct images of one identity
         idx = (labels == i).nonzero().flatten()
         pick = idx[torch.randperm(len(idx), generator=g)[:2]]
         a.append(int(pick[0])), b.append(int(pick[1]))
-    x, y = torch.randint(len(labels), (2, 4 * n), generator=g)
-    keep = (labels[x] != labels[y]).nonzero().flatten()[:n]
-    a_all = torch.cat([torch.tensor(a), x[keep]])
-    b_all = torch.cat([torch.tensor(b), y[keep]])
-    same = torch.cat([torch.ones(len(a), dtype=torch.bool), torch.zeros(len(keep), dtype=torch.bool)])
-    return Pairs(a_all, b_all, same, torch.zeros(len(same), dtype=torch.long))
+    return torch.tensor(a, dtype=torch.long), torch.tensor(b, dtype=torch.long)
+
+
+def _all_pairs(labels: Tensor, same: bool) -> tuple[Tensor, Tensor]:
+    """Every unordered pair of distinct examples with the same (or different) identity: Tensor[M] each, built one
+    identity (or pair of identities) at a time, so memory follows M rather than len(labels)²."""
+    _, counts = labels.unique(return_counts=True)
+    groups = labels.argsort(stable=True).split(counts.tolist())
+    if same:
+        parts = [torch.combinations(x, 2) for x in groups if len(x) >= 2]
+    else:
+        parts = [torch.cartesian_prod(x, y).view(-1, 2) for k, x in enumerate(groups) for y in groups[k + 1 :]]
+    both = torch.cat(parts) if parts else torch.zeros(0, 2, dtype=torch.long)
+    return both[:, 0], both[:, 1]
+
+
+def _subset(pairs: tuple[Tensor, Tensor], n: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    """At most n of ``pairs``, each at most once (a seeded choice)."""
+    pick = torch.randperm(len(pairs[0]), generator=g)[:n]
+    return pairs[0][pick], pairs[1][pick]
 
 
 def pair_distances(emb: Tensor, pairs: Pairs) -> Tensor:

@@ -62,11 +62,20 @@ def test_pk_order_gives_every_example_company_and_is_seeded() -> None:
     assert all(len(labels[g].unique()) == 1 for g in groups)
 
 
-def test_sampled_pairs_are_distinct_and_balanced() -> None:
-    labels = torch.tensor([0, 0, 1, 1, 2, 2, 2])
+def _distinct(p) -> int:
+    return len({tuple(sorted(ab)) for ab in zip(p.a.tolist(), p.b.tolist())})
+
+
+def test_sampled_pairs_are_distinct_balanced_and_never_repeat_where_few_exist() -> None:
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 2])  # matched pairs: 1 + 1 + 3 = 5; mismatched: 2·2 + 2·3 + 2·3 = 16
     p = sample_pairs(labels, 20, seed=0)
-    assert (p.a != p.b).all()
-    assert torch.equal(labels[p.a] == labels[p.b], p.same) and int(p.same.sum()) == 20 and int((~p.same).sum()) == 20
+    assert (p.a != p.b).all() and torch.equal(labels[p.a] == labels[p.b], p.same)
+    assert (int(p.same.sum()), int((~p.same).sum()), _distinct(p)) == (5, 16, 21)  # each pair once
+    q = sample_pairs(labels, 3, seed=0)  # fewer asked than there are: that many, still without repeats
+    assert (int(q.same.sum()), int((~q.same).sum()), _distinct(q)) == (3, 3, 6)
+    r = sample_pairs(torch.arange(3000) % 3, 50, seed=0)  # millions of pairs: drawn at random, balanced
+    assert int(r.same.sum()) == 50 == int((~r.same).sum()) and (r.a != r.b).all()
+    assert torch.equal(torch.arange(3000)[r.a] % 3 == torch.arange(3000)[r.b] % 3, r.same)
     with pytest.raises(CnnkitError, match="at least 2 identities"):
         sample_pairs(torch.tensor([0, 1, 2]), 5)
 
@@ -336,7 +345,7 @@ def test_validation_pairs_come_from_identities_held_out_of_training_when_there_a
     many = open_set_splits(_identities(30))  # 9 tested; of the 21 others 10 % (2) validate, 19 train
     assert sorted(set(many.train.labels.tolist())) == list(range(19))
     assert sorted(set(many.test.labels.tolist())) == list(range(21, 30))
-    assert many.val.labels.tolist() == [19] * 3 + [20] * 3 + [19, 20]  # all their training and validation images
+    assert many.val.labels.tolist() == [19] * 3 + [20] * 3 + [19, 20] * 2  # all their images, of every split
     few = open_set_splits(_identities(10))  # Fashion-MNIST's 7 training identities are all needed for training
     assert set(few.val.labels.tolist()) == set(few.train.labels.tolist()) == set(range(7))
     asked = open_set_splits(_identities(10), val_identities=2)
