@@ -18,7 +18,8 @@ Format notes:
   image under it; a label file is looked for in ``labels/`` beside ``images/`` first, then beside the image
   (darknet's rule). An image without a label file has no objects (Ultralytics' background images), but a
   split none of whose images has one is an error (the labels are elsewhere). The writer writes boxes only.
-- COCO: ``iscrowd=1`` annotations (one region covering a crowd) are ignored, as detection training does.
+- COCO: ``iscrowd=1`` annotations (one region covering a crowd) are ignored, as detection training does, except
+  in a file where every annotation has it: CVAT writes each mask that way, so there they are objects.
   Category ids may be any integers; they become 0..K-1 in id order. The writer numbers them from 1.
 - VOC and CSV carry class *names* only: classes are the sorted set of names found, so a round trip keeps the
   names of the objects but not a class order that wasn't sorted, nor classes that no object uses. VOC keeps
@@ -485,12 +486,14 @@ def _read_coco_json(path: Path, skip_bad: bool, skipped: list[tuple[str, str]]) 
     index = {c["id"]: i for i, c in enumerate(cats)}
     image_ids = {img.get("id") for img in data["images"] if isinstance(img, dict)}
     by_image: dict[Any, list[tuple[int, dict]]] = defaultdict(list)
+    is_object = coco_objects(data.get("annotations") or [])
     for j, ann in enumerate(data.get("annotations") or []):
         image_id = ann.get("image_id") if isinstance(ann, dict) else None
         if image_id not in image_ids:
             err = LabelError(path, f"annotations[{j}]", f"image_id {image_id!r}", expected="a listed image id")
             _fail(err, skip_bad, skipped)
-        by_image[image_id].append((j, ann))
+        if is_object(ann):
+            by_image[image_id].append((j, ann))
     dirs = _coco_image_dirs(path)
 
     def read(item: tuple[int, Any]) -> LabelledImage:
@@ -506,6 +509,14 @@ def coco_crowd(ann: dict) -> bool:
     """Whether a COCO annotation is a crowd region: ``iscrowd`` 1, also when a tool wrote it as "1" or 1.0 (the
     string "0" is not a crowd, though it is true in Python)."""
     return str(ann.get("iscrowd") or 0).strip().lower() in ("1", "1.0", "true")
+
+
+def coco_objects(annotations: list) -> Callable[[Any], bool]:
+    """Which annotations of one COCO file are objects: those that are not crowd regions (:func:`coco_crowd`),
+    except in a file whose annotations are *all* crowd regions. CVAT and Datumaro write every mask as an RLE with
+    ``iscrowd: 1``; a file holding only those is a set of objects, not of crowds to ignore."""
+    all_crowd = bool(annotations) and all(isinstance(a, dict) and coco_crowd(a) for a in annotations)
+    return lambda ann: all_crowd or not (isinstance(ann, dict) and coco_crowd(ann))
 
 
 def _coco_categories(data: Any, path: Path) -> list[dict]:
@@ -549,7 +560,7 @@ def _coco_image(
     if image is None:
         looked = ", ".join(str(d) for d in dirs)
         raise LabelError(path, where, f"no image file {name!r} (looked in {looked})", expected="an image file")
-    instances = [_coco_instance(path, j, ann, index, width, height) for j, ann in anns if not coco_crowd(ann)]
+    instances = [_coco_instance(path, j, ann, index, width, height) for j, ann in anns]
     return LabelledImage(image, width, height, instances)
 
 

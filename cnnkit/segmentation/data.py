@@ -154,10 +154,11 @@ def image_masks(im: LabelledImage, source: str) -> np.ndarray:
 
 def locate(source: str, image: Path, k: int) -> tuple[Path, str]:
     """(label file, entry) of the k-th object of ``image``: ``annotations[j]`` of the COCO file that lists the
-    image (crowd annotations are not objects), else (``source``, ``"<image name> object k"``)."""
+    image (crowd regions are not objects: :func:`~cnnkit.data.labels.coco_objects`), else (``source``,
+    ``"<image name> object k"``)."""
     import json
 
-    from ..data.labels import _coco_image_dirs, _coco_split_files, coco_crowd, read_label_text
+    from ..data.labels import _coco_image_dirs, _coco_split_files, coco_objects, read_label_text
 
     src = Path(source)
     files = [src] if src.suffix == ".json" else list(_coco_split_files(src).values()) if src.is_dir() else []
@@ -166,7 +167,8 @@ def locate(source: str, image: Path, k: int) -> tuple[Path, str]:
         dirs, target = _coco_image_dirs(f), image.resolve()
         ids = [img.get("id") for img in doc.get("images", [])
                if any((d / str(img.get("file_name"))).resolve() == target for d in dirs)]  # fmt: skip
-        anns = [j for j, a in enumerate(doc.get("annotations", [])) if a.get("image_id") in ids and not coco_crowd(a)]
+        is_object = coco_objects(doc.get("annotations") or [])
+        anns = [j for j, a in enumerate(doc.get("annotations") or []) if a.get("image_id") in ids and is_object(a)]
         if len(ids) == 1 and k < len(anns):
             return f, f"annotations[{anns[k]}] (object {k} of {image.name})"
     return src, f"{image.name} object {k}"

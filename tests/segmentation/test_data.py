@@ -83,6 +83,29 @@ def test_polygon_and_rle_masks_are_read(tmp_path):
     assert poly[3:9, 3:11].all() and not poly[:1].any() and not poly[11:].any() and not poly[:, 13:].any()
 
 
+def test_cvat_masks_written_as_crowd_rles_are_objects_unless_the_file_also_has_other_objects(tmp_path):
+    """CVAT's COCO export writes every mask as an RLE with ``iscrowd: 1``: in a file of nothing else they are the
+    objects; beside ordinary objects an ``iscrowd: 1`` region stays a crowd, left out as COCO means it."""
+    square = np.zeros((16, 20), dtype=bool)
+    square[3:9, 4:11] = True
+    path = _coco(tmp_path, [_rle(square), _compressed(SQUARE_RUNS, [16, 20])])
+    doc = json.loads(path.read_text())
+    for ann in doc["annotations"]:
+        ann["iscrowd"] = 1
+    path.write_text(json.dumps(doc))
+    (t,) = _load(path, "data.test_fraction=0", "data.val_fraction=0").train.targets
+    assert t["masks"].shape == (2, 16, 20) and all(torch.equal(m.bool(), torch.from_numpy(square)) for m in t["masks"])
+    doc["annotations"][0]["iscrowd"] = 0
+    path.write_text(json.dumps(doc))
+    (t,) = _load(path, "data.test_fraction=0", "data.val_fraction=0").train.targets
+    assert t["masks"].shape == (1, 16, 20)
+    doc["annotations"][0]["segmentation"] = _rle(np.zeros((16, 20), dtype=bool))  # a bad mask: named by its index
+    doc["annotations"][0]["iscrowd"] = 1
+    path.write_text(json.dumps(doc))
+    with pytest.raises(LabelError, match=r"an empty mask in .*labels.json:annotations\[0\]"):
+        _load(path, "data.test_fraction=0", "data.val_fraction=0")
+
+
 @pytest.mark.parametrize(
     ("segmentation", "found"),
     [
