@@ -21,6 +21,8 @@ Format notes:
 - COCO: ``iscrowd=1`` annotations (one region covering a crowd) are ignored, as detection training does, except
   in a file where every annotation has it: CVAT writes each mask that way, so there they are objects.
   Category ids may be any integers; they become 0..K-1 in id order. The writer numbers them from 1.
+- CSV: ``path,label,x,y,w,h[,split]`` (cnnkit's own), or TensorFlow's object detection CSV
+  ``filename,width,height,class,xmin,ymin,xmax,ymax`` (labelImg's converters, Roboflow), whose corners are pixels.
 - VOC and CSV carry class *names* only: classes are the sorted set of names found, so a round trip keeps the
   names of the objects but not a class order that wasn't sorted, nor classes that no object uses. VOC keeps
   ``difficult`` objects. A CSV row with a path and nothing else is an image with no objects.
@@ -57,6 +59,7 @@ SPLITS = ("train", "val", "test")
 FORMATS = ("yolo", "coco", "voc", "csv")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 CSV_COLUMNS = ("path", "label", "x", "y", "w", "h")
+CSV_CORNERS = ("filename", "class", "xmin", "ymin", "xmax", "ymax")  # TensorFlow's object detection CSV
 TOLERANCE = 1.0  # pixels a box may stick out of the image (rounding); such a box is clipped
 YOLO_TOLERANCE = 1e-3  # the same for YOLO's normalised 0-1 numbers
 SKIP_HINT = "fix the label or pass --skip-bad"
@@ -208,7 +211,9 @@ def open_box_dataset(path: str | Path, *, skip_bad: bool = False) -> BoxDataset:
             name such as CVAT's ``instances_default.json``, or Label Studio's ``result.json``); a Pascal VOC
             folder (with ``Annotations/``, or holding such a ``VOC/``, or a download's ``VOCdevkit/`` with one
             ``VOC<year>/``); a ``.csv`` with the columns
-            ``path,label,x,y,w,h[,split]`` (or a folder holding ``labels.csv``). Tried in that order.
+            ``path,label,x,y,w,h[,split]`` or TensorFlow's ``filename,class,xmin,ymin,xmax,ymax`` (or a folder
+            holding ``labels.csv``, or Roboflow's export with ``{train,valid,test}/_annotations.csv``). Tried in that
+            order.
         skip_bad: skip (and list in ``skipped``) each image whose label or file is bad instead of raising.
 
     Raises:
@@ -244,6 +249,8 @@ def _detect(p: Path) -> tuple[str, Path]:
             return "voc", voc
         if (p / "labels.csv").is_file():
             return "csv", p / "labels.csv"
+        if _csv_files(p):
+            return "csv", p
         if names := _yolo_class_list(p):
             return "yolo", names
     found = "a file of another kind" if p.is_file() else ("a folder of another layout" if p.exists() else "nothing")
@@ -427,6 +434,7 @@ def _yolo_instance(text: str, line: int, path: Path, width: int, height: int, nu
 COCO_NAME = re.compile(r"instances_(train|val|test)(\d*)\.json")
 ROBOFLOW_COCO = "_annotations.coco.json"  # Roboflow's COCO export: one per split folder, beside its images
 LABEL_STUDIO_COCO = "result.json"  # Label Studio's COCO export, beside its images/ folder
+ROBOFLOW_CSV = "_annotations.csv"  # Roboflow's "TensorFlow Object Detection CSV" export, one per split folder
 ROBOFLOW_SPLITS = {"train": "train", "valid": "val", "val": "val", "test": "test"}
 
 
@@ -671,36 +679,56 @@ def _voc_object(obj: ET.Element, xml: Path, line: int | None, width: int, height
 
 
 def _open_csv(path: Path, skip_bad: bool) -> BoxDataset:
-    groups, has_split = _csv_groups(path)
+    """One CSV file (``path``), or a folder of Roboflow's per-split ``_annotations.csv`` files (:func:`_csv_files`)."""
+    files = _csv_files(path) if path.is_dir() else {"": path}
+    groups: dict[tuple[str, str, Path], list[tuple[int, dict]]] = {}
+    for split, f in files.items():
+        found = _csv_groups(f)
+        groups.update({(split or s, name, f): rows for (s, name), rows in found.items()})
     labels = {(row["label"] or "").strip() for rows in groups.values() for _, row in rows}
     classes = sorted(labels - {""})
     skipped: list[tuple[str, str]] = []
 
-    def read(item: tuple[tuple[str, str], list[tuple[int, dict]]]) -> tuple[str, LabelledImage]:
-        (split, name), rows = item
-        return split, _csv_image(path, name, rows, classes)
+    def read(item: tuple[tuple[str, str, Path], list[tuple[int, dict]]]) -> tuple[str, LabelledImage]:
+        (split, name, f), rows = item
+        return split, _csv_image(f, name, rows, classes)
 
     splits: dict[str, list[LabelledImage]] = {}
     for split, image in _collect(groups.items(), read, skip_bad, skipped):
         splits.setdefault(split, []).append(image)
-    order = [*SPLITS, "all"] if has_split else ["all"]
+    order = [*SPLITS, "all"]
     return BoxDataset(classes, {s: splits[s] for s in order if s in splits}, str(path), "csv", skipped)
 
 
-def _csv_groups(path: Path) -> tuple[dict[tuple[str, str], list[tuple[int, dict]]], bool]:
-    """Rows grouped by (split, path) in order of first appearance, with their line numbers."""
+def _csv_files(folder: Path) -> dict[str, Path]:
+    """Roboflow's "TensorFlow Object Detection CSV" export: ``{train,valid,test}/_annotations.csv`` with the images
+    beside each (``{"all": …}`` for one such folder given alone); empty when there is none."""
+    if (folder / ROBOFLOW_CSV).is_file():
+        return {"all": folder / ROBOFLOW_CSV}
+    found = {ROBOFLOW_SPLITS.get(d.name, d.name): d / ROBOFLOW_CSV for d in folder.iterdir() if d.is_dir()}
+    return {s: found[s] for s in SPLITS if s in found and found[s].is_file()}
+
+
+def _csv_groups(path: Path) -> dict[tuple[str, str], list[tuple[int, dict]]]:
+    """Rows grouped by (split, path) in order of first appearance, with their line numbers. The columns of
+    TensorFlow's object detection CSV (``filename,class,xmin,ymin,xmax,ymax``, with ``width,height`` that are not
+    needed) are read as ``path``, ``label`` and box corners."""
     groups: dict[tuple[str, str], list[tuple[int, dict]]] = defaultdict(list)
     with io.StringIO(read_label_text(path), newline="") as f:
         reader = csv.DictReader(f)
         columns = [c.strip() for c in reader.fieldnames or []]
-        if not set(CSV_COLUMNS) <= set(columns):
-            expected = "a header with the columns path,label,x,y,w,h (and optionally split)"
+        corners = not set(CSV_COLUMNS) <= set(columns) and set(CSV_CORNERS) <= set(columns)
+        if not (corners or set(CSV_COLUMNS) <= set(columns)):
+            expected = (
+                "a header with the columns path,label,x,y,w,h (and optionally split), or"
+                " filename,class,xmin,ymin,xmax,ymax"
+            )
             raise LabelError(path, 1, f"columns {columns}", expected=expected, hint="fix the header")
-        reader.fieldnames = columns
+        reader.fieldnames = [{"filename": "path", "class": "label"}.get(c, c) for c in columns] if corners else columns
         for row in reader:
             split = (row.get("split") or "").strip() if "split" in columns else "all"
             groups[(split, (row["path"] or "").strip())].append((reader.line_num, row))
-    return groups, "split" in columns
+    return groups
 
 
 def _csv_image(path: Path, name: str, rows: list[tuple[int, dict]], classes: list[str]) -> LabelledImage:
@@ -721,16 +749,18 @@ def _csv_image(path: Path, name: str, rows: list[tuple[int, dict]], classes: lis
 
 def _csv_instance(path: Path, line: int, row: dict, width: int, height: int, classes: list[str]) -> Instance | None:
     """One row -> an Instance, or None for a row with only a path (an image with no objects)."""
-    label, coords = row["label"].strip(), [row[k].strip() for k in "xywh"]
+    keys = ("x", "y", "w", "h") if "x" in row else ("xmin", "ymin", "xmax", "ymax")
+    label, coords = row["label"].strip(), [row[k].strip() for k in keys]
     if not label and not any(coords):
         return None
     try:
-        x, y, w, h = (float(v) for v in coords)
+        a, b, c, d = (float(v) for v in coords)
     except ValueError:
-        raise LabelError(path, line, f"x, y, w, h = {coords}", expected="four numbers") from None
+        raise LabelError(path, line, f"{', '.join(keys)} = {coords}", expected="four numbers") from None
     if not label:
         raise LabelError(path, line, "an empty label", expected="a class name")
-    return Instance(classes.index(label), _check_box((x, y, x + w, y + h), width, height, path, line))
+    box = (a, b, a + c, b + d) if keys[0] == "x" else (a, b, c, d)
+    return Instance(classes.index(label), _check_box(box, width, height, path, line))
 
 
 # --- writers ------------------------------------------------------------------------------------------------------

@@ -294,6 +294,33 @@ def test_cvat_and_label_studio_coco_exports_open_from_their_folders(tmp_path):
         assert im.path == root / "images" / "e.png" and boxes(im) == [(0, (1.0, 2.0, 11.0, 7.0))]
 
 
+def test_tensorflow_object_detection_csv_and_roboflows_export_of_it(tmp_path):
+    """``filename,width,height,class,xmin,ymin,xmax,ymax`` with pixel corners (labelImg's xml_to_csv, Roboflow's
+    "TensorFlow Object Detection CSV": ``{train,valid,test}/_annotations.csv`` beside the images)."""
+    header = "filename,width,height,class,xmin,ymin,xmax,ymax\n"
+    train = ["a.jpg,40,30,pear,1,2,11,7", "a.jpg,40,30,apple,0,0,40,30", "b.jpg,40,30,apple,5,5,9,9"]
+    for split, rows in (("train", train), ("valid", ["c.jpg,40,30,pear,10,5,30,25"])):
+        for name in {r.split(",")[0] for r in rows}:
+            png(tmp_path / split / name)
+        write(tmp_path / split / "_annotations.csv", header + "\n".join(rows) + "\n")
+    ds = open_box_dataset(tmp_path)
+    assert (ds.format, ds.classes, list(ds.splits)) == ("csv", ["apple", "pear"], ["train", "val"])
+    assert [(im.path.name, boxes(im)) for im in ds.splits["train"]] == [
+        ("a.jpg", [(1, (1.0, 2.0, 11.0, 7.0)), (0, (0.0, 0.0, 40.0, 30.0))]),
+        ("b.jpg", [(0, (5.0, 5.0, 9.0, 9.0))]),
+    ]
+    assert [(im.path.name, boxes(im)) for im in ds.splits["val"]] == [("c.jpg", [(1, (10.0, 5.0, 30.0, 25.0))])]
+    one = open_box_dataset(tmp_path / "valid" / "_annotations.csv")  # one file given by itself
+    assert list(one.splits) == ["all"] and one.classes == ["pear"]
+    assert list(open_box_dataset(tmp_path / "train").splits) == ["all"]
+    write(tmp_path / "valid" / "_annotations.csv", header + "c.jpg,40,30,pear,30,5,10,25\n")  # xmax < xmin
+    with pytest.raises(LabelError, match=r"valid/_annotations.csv:2"):
+        open_box_dataset(tmp_path)
+    write(tmp_path / "valid" / "_annotations.csv", header + "c.jpg,40,30,pear,ten,5,30,25\n")
+    with pytest.raises(LabelError, match=r"expected four numbers, found xmin, ymin, xmax, ymax = \['ten'"):
+        open_box_dataset(tmp_path)
+
+
 def test_a_pascal_voc_download_opens_from_its_vocdevkit_root(tmp_path):
     voc_dataset(tmp_path / "VOCdevkit" / "VOC2012")
     for source in (tmp_path, tmp_path / "VOCdevkit"):
