@@ -257,7 +257,7 @@ def _detect(p: Path) -> tuple[str, Path]:
     raise CnnkitError(
         f"expected a box dataset at {str(p)!r}: a YOLO data.yaml (or a folder holding one, or a classes.txt), a COCO"
         f" .json (or a folder with annotations/instances_<split>.json), a Pascal VOC folder (with Annotations/), or a"
-        f" .csv with columns path,label,x,y,w,h[,split]; found {found}"
+        f" .csv with columns path,label,x,y,w,h[,split] or filename,class,xmin,ymin,xmax,ymax; found {found}"
     )
 
 
@@ -315,7 +315,7 @@ def _open_yolo_folder(names_file: Path, skip_bad: bool) -> BoxDataset:
     items: list[tuple[Path, Path | None, int | None]] = [(f, None, None) for f in _image_files(names_file.parent)]
     if not items:
         raise LabelError(names_file, None, f"no image files under {names_file.parent}", expected="images")
-    _check_yolo_labels_found(items, names_file, "all", hint="put each x.txt beside x.jpg, or in labels/ beside images/")
+    _check_yolo_labels_found(items, names_file, "", hint="put each x.txt beside x.jpg, or in labels/ beside images/")
     skipped: list[tuple[str, str]] = []
     images = _collect(items, lambda item: _read_yolo_image(*item, classes), skip_bad, skipped)
     return BoxDataset(classes, {"all": images}, str(names_file), "yolo", skipped)
@@ -381,7 +381,8 @@ def _check_yolo_labels_found(items: list[tuple[Path, Path | None, int | None]], 
                              hint: str = "fix data.yaml or move the label files there") -> None:  # fmt: skip
     """A split none of whose images has a label file is a layout error, not a split of background images."""
     if items and not any(yolo_label_path(image).is_file() for image, _, _ in items):
-        found = f"no label file for any of the {len(items)} {split} images (looked for {yolo_label_path(items[0][0])})"
+        what = f"{split} images" if split else "images"
+        found = f"no label file for any of the {len(items)} {what} (looked for {yolo_label_path(items[0][0])})"
         expected = "a labels/ folder beside images/ (…/images/x.jpg -> …/labels/x.txt)"
         raise LabelError(yaml_path, None, found, expected=expected, hint=hint)
 

@@ -271,7 +271,7 @@ def test_yolo_folders_without_a_yaml_open_from_their_class_list(tmp_path):
     with pytest.raises(LabelError, match="found no class names in .*studio/classes.txt; write the class names"):
         open_box_dataset(studio)
     (cvat / "obj_train_data" / "c.txt").unlink()  # no image has a label file: the labels are elsewhere
-    with pytest.raises(LabelError, match=r"no label file for any of the 1 all images .*obj.names; put each x.txt"):
+    with pytest.raises(LabelError, match=r"no label file for any of the 1 images .*obj.names; put each x.txt"):
         open_box_dataset(cvat, skip_bad=True)
 
 
