@@ -25,7 +25,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="RUN A B, or enroll RUN, or identify RUN IMAGE…, or pairs RUN")  # fmt: skip
     p.add_argument("--gallery", metavar="DIR", help="enroll: a folder per identity (one image each: one-shot)")
     p.add_argument("--top", type=int, default=3, help="identify: how many identities to list (default 3)")
-    p.add_argument("--pairs", metavar="FILE", help="pairs: LFW's pairs.txt (first line FOLDS PAIRS, then the pairs)")
+    p.add_argument(
+        "--pairs",
+        metavar="FILE",
+        help="pairs: LFW's pairs.txt (first line FOLDS PAIRS, then the pairs), or its pairs.csv copy",
+    )
     p.add_argument(
         "--root",
         metavar="DIR",

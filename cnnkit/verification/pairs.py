@@ -165,7 +165,8 @@ def lfw_pairs(pairs_file: str | Path, root: str | Path, skip_bad: bool = False) 
     """Read LFW's ``pairs.txt`` (first line: folds and pairs per fold; then, per fold, that many matched lines
     ``name i j`` and as many mismatched ``name1 i name2 j``); image ``i`` of ``name`` is
     ``root/name/name_000i.jpg`` (or ``.png``, ``.jpeg``: :func:`lfw_image`). View 1's ``pairsDevTrain.txt`` /
-    ``pairsDevTest.txt`` (first line: the pairs of each kind) are one fold.
+    ``pairsDevTest.txt`` (first line: the pairs of each kind) are one fold. The CSV copy of pairs.txt that some
+    downloads carry (``pairs.csv``) is read too (:func:`_csv_pair_rows`).
 
     Returns:
         ([(path_a, path_b, same, fold)], skipped lines as "line N: reason"). A pair naming a missing image is a
@@ -175,23 +176,10 @@ def lfw_pairs(pairs_file: str | Path, root: str | Path, skip_bad: bool = False) 
     if not pairs_file.is_file():
         raise CnnkitError(f"expected LFW's pairs.txt at {str(pairs_file)!r}, found no such file; check --pairs")
     text = pairs_file.read_text(encoding="utf-8-sig", errors="replace")  # ASCII; a byte order mark is no field
-    rows = [(n, ln.split()) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
-    first = " ".join(rows[0][1]) if rows else ""
-    try:
-        numbers = [int(v) for v in first.split()]
-        folds, per_fold = numbers if len(numbers) == 2 else (1, *numbers)  # View 1: 'PAIRS', one fold
-        if folds < 1 or per_fold < 1:
-            raise ValueError
-    except ValueError:
-        raise CnnkitError(f"expected a first line 'FOLDS PAIRS' (pairs.txt) or 'PAIRS' (pairsDevTest.txt), positive"
-                          f" whole numbers, in {str(pairs_file)!r}, found {first or 'an empty file'!r}; give one of"
-                          " LFW's pairs files") from None  # fmt: skip
-    if len(rows) - 1 != 2 * folds * per_fold:
-        raise CnnkitError(f"expected {2 * folds * per_fold} pair lines after the first line of {str(pairs_file)!r}"
-                          f" ({folds} folds × {per_fold} matched and {per_fold} mismatched), found {len(rows) - 1};"
-                          " fix the first line or the pair lines")  # fmt: skip
+    lines = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+    rows = _csv_pair_rows(lines) if lines and "," in lines[0][1] else _txt_pair_rows(lines, pairs_file)
     root, out, skipped = Path(root), [], []
-    for k, (n, parts) in enumerate(rows[1:]):
+    for n, parts, fold in rows:
         names = (parts[0], parts[1], parts[0], parts[2]) if len(parts) == 3 else tuple(parts)
         if len(names) != 4 or not (names[1].isdecimal() and names[3].isdecimal()):
             raise CnnkitError(f"expected 'name i j' or 'name1 i name2 j' on line {n} of {str(pairs_file)!r}, found"
@@ -206,5 +194,43 @@ def lfw_pairs(pairs_file: str | Path, root: str | Path, skip_bad: bool = False) 
                                   " or pass --skip-bad to leave such pairs out")  # fmt: skip
             skipped.append(reason)
             continue
-        out.append((*paths, len(parts) == 3, k // (2 * per_fold)))
+        out.append((*paths, len(parts) == 3, fold))
     return out, skipped
+
+
+def _txt_pair_rows(lines: list[tuple[int, str]], pairs_file: Path) -> list[tuple[int, list[str], int]]:
+    """(line number, fields, fold) of each pair of LFW's ``pairs.txt`` layout, after checking its first line."""
+    first = " ".join(lines[0][1].split()) if lines else ""
+    try:
+        numbers = [int(v) for v in first.split()]
+        folds, per_fold = numbers if len(numbers) == 2 else (1, *numbers)  # View 1: 'PAIRS', one fold
+        if folds < 1 or per_fold < 1:
+            raise ValueError
+    except ValueError:
+        raise CnnkitError(f"expected a first line 'FOLDS PAIRS' (pairs.txt) or 'PAIRS' (pairsDevTest.txt), positive"
+                          f" whole numbers, in {str(pairs_file)!r}, found {first or 'an empty file'!r}; give one of"
+                          " LFW's pairs files") from None  # fmt: skip
+    if len(lines) - 1 != 2 * folds * per_fold:
+        raise CnnkitError(f"expected {2 * folds * per_fold} pair lines after the first line of {str(pairs_file)!r}"
+                          f" ({folds} folds × {per_fold} matched and {per_fold} mismatched), found {len(lines) - 1};"
+                          " fix the first line or the pair lines")  # fmt: skip
+    return [(n, ln.split(), k // (2 * per_fold)) for k, (n, ln) in enumerate(lines[1:])]
+
+
+def _csv_pair_rows(lines: list[tuple[int, str]]) -> list[tuple[int, list[str], int]]:
+    """The same from the CSV copy of the pairs some LFW downloads carry (``pairs.csv``: a header
+    ``name,imagenum1,imagenum2,``, then the pairs in pairs.txt's order without its first line; empty trailing
+    fields dropped). A fold is a run of matched pairs and the run of mismatched ones after it, as pairs.txt lays
+    them out."""
+    rows, fold, after_mismatched = [], 0, False
+    for k, (n, ln) in enumerate(lines):
+        parts = [f.strip() for f in ln.split(",")]
+        while parts and not parts[-1]:
+            parts.pop()
+        if k == 0 and not (len(parts) > 1 and parts[1].isdecimal()):
+            continue  # the header
+        matched = len(parts) == 3
+        fold += matched and after_mismatched
+        after_mismatched = not matched
+        rows.append((n, parts, fold))
+    return rows

@@ -113,6 +113,20 @@ def test_pairs_saved_on_windows_read_the_same(lfw_root: Path, tmp_path: Path) ->
     assert [same for _, _, same, _ in found] == ([True] * PER_FOLD + [False] * PER_FOLD) * FOLDS
 
 
+def test_the_csv_copy_of_pairs_txt_reads_the_same(lfw_root: Path, tmp_path: Path) -> None:
+    """pairs.csv as some LFW downloads carry it: a header, no fold line, matched rows with an empty fourth field;
+    its folds follow from the order (a run of matched pairs, then the mismatched ones)."""
+    plain, _ = lfw_pairs(write_pairs(tmp_path / "pairs.txt", pair_lines()), lfw_root)
+    rows = [line.split("\t") for line in pair_lines()[1:]]
+    csv_lines = ["name,imagenum1,imagenum2,", *(",".join(r + [""] * (4 - len(r))) for r in rows)]
+    found, skipped = lfw_pairs(write_pairs(tmp_path / "pairs.csv", csv_lines), lfw_root)
+    assert found == plain and skipped == []
+    assert [fold for *_, fold in found] == [k // (2 * PER_FOLD) for k in range(2 * FOLDS * PER_FOLD)]
+    bad = write_pairs(tmp_path / "bad.csv", [*csv_lines[:3], "Digit_3,one,2,", *csv_lines[4:]])
+    with pytest.raises(CnnkitError, match=r"'name i j' or 'name1 i name2 j' on line 4 of .*bad.csv"):
+        lfw_pairs(bad, lfw_root)
+
+
 def test_pairs_command_prints_the_block(run: Path, lfw_root: Path, tmp_path: Path, cli) -> None:
     pairs = write_pairs(tmp_path / "pairs.txt", pair_lines())
     code, out, err = cli("verify", "pairs", run, "--pairs", pairs, "--root", lfw_root)
