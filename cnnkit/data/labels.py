@@ -368,12 +368,16 @@ def _yolo_images(entry: Any, root: Path, yaml_path: Path, split: str) -> list[tu
     return items
 
 
-def yolo_label_path(image: str | Path) -> Path:
-    """The label file of an image, as Ultralytics finds it: the last ``/images/`` -> ``/labels/``, suffix ``.txt``;
-    as darknet finds it when that file does not exist: beside the image (LabelImg, CVAT's "YOLO 1.1")."""
+def ultralytics_label_path(image: str | Path) -> Path:
+    """Where Ultralytics keeps an image's labels: the last ``/images/`` -> ``/labels/``, suffix ``.txt``."""
     sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
-    ultralytics = Path(sb.join(str(image).rsplit(sa, 1))).with_suffix(".txt")
-    beside = Path(image).with_suffix(".txt")
+    return Path(sb.join(str(image).rsplit(sa, 1))).with_suffix(".txt")
+
+
+def yolo_label_path(image: str | Path) -> Path:
+    """The label file of an image, as Ultralytics finds it (:func:`ultralytics_label_path`); as darknet finds it
+    when that file does not exist: beside the image (LabelImg, CVAT's "YOLO 1.1")."""
+    ultralytics, beside = ultralytics_label_path(image), Path(image).with_suffix(".txt")
     return beside if not ultralytics.is_file() and beside.is_file() else ultralytics
 
 
@@ -815,7 +819,7 @@ def write_yolo(
             dst = _place_image(im.path, root / "images" / key / im.path.name)
             lines = [_yolo_line(inst, im.width, im.height) for inst in im.instances]
             (root / "labels" / key).mkdir(parents=True, exist_ok=True)
-            yolo_label_path(dst).write_text("".join(lines))
+            ultralytics_label_path(dst).write_text("".join(lines))
         entries[key] = f"images/{key}"
     cfg = {"path": ".", **entries, "names": dict(enumerate(classes))}
     if hflip is not None:
