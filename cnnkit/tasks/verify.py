@@ -352,6 +352,8 @@ def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", 
         cfg.data.name = data
     if data_dir:
         cfg.data.data_dir = data_dir
+    if "val_identities" not in card.task_fields:  # a run from before held-out validation identities trained on all
+        cfg.task.val_identities = 0
     splits = Verify().load_data(cfg)
     if data is None:
         check_split(card, run, splits, split)

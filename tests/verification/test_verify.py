@@ -368,3 +368,30 @@ def test_a_run_validated_on_unseen_identities_says_so(cli, tmp_path: Path) -> No
         "2000 validation pairs of 2 identities not trained on"
     )
     assert "validated on identities (not trained on) | 5, 6" in (out / "report.md").read_text()
+
+
+def test_a_run_from_before_held_out_validation_identities_is_evaluated_as_it_was_trained(cli, tmp_path: Path) -> None:
+    """30 identities: training holds 2 of the 21 out for validation by default. A card without ``val_identities``
+    (a run saved before them, trained on all 21) is evaluated with its validation pairs from those 21 again."""
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        base = rng.integers(0, 255, (16, 16))
+        for j in range(5):
+            folder = tmp_path / "faces" / f"person_{i:02d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)).save(
+                folder / f"{j}.png"
+            )
+    out = tmp_path / "run"
+    code, _, err = cli("train", "--task", "verify", "--data", tmp_path / "faces", "--epochs", "1", "--batch-size", "32",
+                       "--set", "data.image_size=16", "--out", out, "--quiet")  # fmt: skip
+    assert code == 0, err
+    assert read_card(out).task_fields["val_identities"] == ["person_19", "person_20"]
+    assert cli("evaluate", out)[0] == 0
+    assert json.loads((out / "verify.json").read_text())["chosen_on"].endswith("of 2 identities not trained on")
+    card = json.loads((out / "model.json").read_text())
+    del card["task_fields"]["val_identities"]
+    (out / "model.json").write_text(json.dumps(card))
+    assert cli("evaluate", out)[0] == 0
+    chosen_on = json.loads((out / "verify.json").read_text())["chosen_on"]
+    assert chosen_on.split()[1:] == ["validation", "pairs"], chosen_on  # of the training identities' held-out images
