@@ -464,7 +464,13 @@ def _coco_split_files(folder: Path) -> dict[str, Path]:
         return {"all": folder / LABEL_STUDIO_COCO}
     if len(others := sorted((folder / "annotations").glob("*.json"))) == 1:  # CVAT: instances_default.json
         return {"all": others[0]}
-    exported = {ROBOFLOW_SPLITS.get(d.name, d.name): d / ROBOFLOW_COCO for d in folder.iterdir() if d.is_dir()}
+    return _split_folders(folder, ROBOFLOW_COCO)
+
+
+def _split_folders(folder: Path, name: str) -> dict[str, Path]:
+    """``{split: folder/<split folder>/name}`` for Roboflow's exports, one split per subfolder (``train``,
+    ``valid`` or ``val``, ``test``), each with its labels file ``name`` beside its images; only those that exist."""
+    exported = {ROBOFLOW_SPLITS.get(d.name, d.name): d / name for d in folder.iterdir() if d.is_dir()}
     return {s: exported[s] for s in SPLITS if s in exported and exported[s].is_file()}
 
 
@@ -499,8 +505,9 @@ def _read_coco_json(path: Path, skip_bad: bool, skipped: list[tuple[str, str]]) 
     index = {c["id"]: i for i, c in enumerate(cats)}
     image_ids = {img.get("id") for img in data["images"] if isinstance(img, dict)}
     by_image: dict[Any, list[tuple[int, dict]]] = defaultdict(list)
-    is_object = coco_objects(data.get("annotations") or [])
-    for j, ann in enumerate(data.get("annotations") or []):
+    annotations = data.get("annotations") or []
+    is_object = coco_objects(annotations)
+    for j, ann in enumerate(annotations):
         image_id = ann.get("image_id") if isinstance(ann, dict) else None
         if image_id not in image_ids:
             err = LabelError(path, f"annotations[{j}]", f"image_id {image_id!r}", expected="a listed image id")
@@ -710,8 +717,7 @@ def _csv_files(folder: Path) -> dict[str, Path]:
     beside each (``{"all": …}`` for one such folder given alone); empty when there is none."""
     if (folder / ROBOFLOW_CSV).is_file():
         return {"all": folder / ROBOFLOW_CSV}
-    found = {ROBOFLOW_SPLITS.get(d.name, d.name): d / ROBOFLOW_CSV for d in folder.iterdir() if d.is_dir()}
-    return {s: found[s] for s in SPLITS if s in found and found[s].is_file()}
+    return _split_folders(folder, ROBOFLOW_CSV)
 
 
 def _csv_groups(path: Path) -> dict[tuple[str, str], list[tuple[int, dict]]]:

@@ -53,11 +53,11 @@ def sample_pairs(labels: Tensor, n: int, seed: int = 0) -> Pairs:
     matched = int((counts * (counts - 1)).sum()) // 2
     mismatched = (len(labels) ** 2 - int(counts.square().sum())) // 2
     if matched <= FEW_PAIRS * n:
-        a, b = _subset(_all_pairs(labels, same=True), n, g)
+        a, b = _subset(_all_pairs(labels, counts, same=True), n, g)
     else:
         a, b = _matched(labels, ids[counts >= 2], n, g)
     if mismatched <= FEW_PAIRS * n:
-        x, y = _subset(_all_pairs(labels, same=False), n, g)
+        x, y = _subset(_all_pairs(labels, counts, same=False), n, g)
     else:
         x, y = torch.randint(len(labels), (2, 4 * n), generator=g)
         keep = (labels[x] != labels[y]).nonzero().flatten()[:n]
@@ -78,10 +78,10 @@ def _matched(labels: Tensor, many: Tensor, n: int, g: torch.Generator) -> tuple[
     return torch.tensor(a, dtype=torch.long), torch.tensor(b, dtype=torch.long)
 
 
-def _all_pairs(labels: Tensor, same: bool) -> tuple[Tensor, Tensor]:
+def _all_pairs(labels: Tensor, counts: Tensor, same: bool) -> tuple[Tensor, Tensor]:
     """Every unordered pair of distinct examples with the same (or different) identity: Tensor[M] each, built one
-    identity (or pair of identities) at a time, so memory follows M rather than len(labels)²."""
-    _, counts = labels.unique(return_counts=True)
+    identity (or pair of identities) at a time, so memory follows M rather than len(labels)². ``counts``: the
+    examples of each identity, in sorted identity order (``labels.unique(return_counts=True)``)."""
     groups = labels.argsort(stable=True).split(counts.tolist())
     if same:
         parts = [torch.combinations(x, 2) for x in groups if len(x) >= 2]
