@@ -47,6 +47,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="larger uploads get 413 (default 10)")
     p.add_argument("--max-in-flight", type=int, default=4, help="more requests at once get 503 (default 4)")
+    p.add_argument("--upload-timeout", type=float, default=60.0, metavar="S",
+                   help="an upload not in within S seconds, or pausing over 10, gets 408 (default 60)")  # fmt: skip
     p.set_defaults(func=run_serve)
 
 
@@ -103,10 +105,12 @@ def run_bench(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     from ..deploy.serve import serve
 
+    for flag, value in (("--max-upload-mb", args.max_upload_mb), ("--max-in-flight", args.max_in_flight),
+                        ("--upload-timeout", args.upload_timeout)):  # fmt: skip
+        if not value > 0:
+            raise CnnkitError(f"expected {flag} above 0, found {value:g}; with it no upload could be answered")
     predictor = _predictor(args, backend=args.backend, predicting=True)
-    if args.backend == "onnxruntime":  # torch only preprocesses here: one thread, no OpenMP wake-ups per request
-        import torch
-
-        torch.set_num_threads(1)
-    serve(predictor, args.host, args.port, max_bytes=int(args.max_upload_mb * 1e6), max_in_flight=args.max_in_flight)
+    limits = {"max_bytes": int(args.max_upload_mb * 1e6), "max_in_flight": args.max_in_flight,
+              "upload_s": args.upload_timeout}  # fmt: skip
+    serve(predictor, args.host, args.port, **limits)
     return 0

@@ -4,16 +4,18 @@
 for a classifier on the PyTorch backend, the box drawn for a localiser); ``GET /health``; ``/docs`` OpenAPI.
 Limits a trusted server has: a body over ``max_bytes`` gets 413 before it is read in full, anything that does not
 decode as an image 415 (decompression bombs included, through ``cnnkit.data.images``), more than
-``max_in_flight`` requests at once 503 (no unbounded queue). The model is the one given at start; a request can
-never name a file to load.
+``max_in_flight`` requests at once 503 (no unbounded queue), an upload that stalls or dawdles 408 (it would
+otherwise hold a place among them). The model is the one given at start; a request can never name a file to load.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the endpoint annotations, imported inside create_app
 
+import asyncio
 import base64
 import html
 import io
 import json
+import socket
 import threading
 from typing import Any
 
@@ -22,9 +24,12 @@ from PIL import Image
 from torch import Tensor
 
 from ..data.images import BadImageError, pil_to_tensor, read_image
+from ..errors import CnnkitError
 from .page import PAGE
 
 PREDICT = "/predict"
+UPLOAD_S = 60.0  # seconds for a whole upload
+STALL_S = 10.0  # seconds without a byte of it
 
 
 def decode_upload(data: bytes, shorter: int | None = None) -> Image.Image:
@@ -44,10 +49,15 @@ def upload_side(predictor: Any) -> int | None:
 
 class Limits:
     """ASGI middleware for ``POST /predict``: 503 past ``max_in_flight`` requests at once, 413 for bodies over
-    ``max_bytes`` (by Content-Length, or counted as the body arrives), before the app sees the request."""
+    ``max_bytes`` (by Content-Length, or counted as the body arrives), 408 for a body that stalls for
+    ``stall_s`` seconds or is not in within ``upload_s`` (a client that stops sending would otherwise hold its
+    place among the ``max_in_flight`` for as long as it keeps the connection open), all before the app sees the
+    request."""
 
-    def __init__(self, app: Any, max_bytes: int, max_in_flight: int) -> None:
+    def __init__(self, app: Any, max_bytes: int, max_in_flight: int, upload_s: float = UPLOAD_S,
+                 stall_s: float = STALL_S) -> None:  # fmt: skip
         self.app, self.max_bytes, self.max_in_flight = app, max_bytes, max_in_flight
+        self.upload_s, self.stall_s = upload_s, min(stall_s, upload_s)
         self.in_flight = 0
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -62,14 +72,24 @@ class Limits:
             body = await self._body(receive) if int(length or 0) <= self.max_bytes else None
             if body is None:
                 return await _reply(send, 413, f"expected an upload of at most {self.max_bytes} bytes, found more")
+            if isinstance(body, int):
+                return await _reply(send, 408, f"expected the upload within {self.upload_s:g} s and no pause over"
+                                               f" {self.stall_s:g} s, found it stopped after {body} bytes; send it"
+                                               " again", close=True)  # fmt: skip
             await self.app(scope, _replay(body), send)
         finally:
             self.in_flight -= 1
 
-    async def _body(self, receive: Any) -> bytes | None:
+    async def _body(self, receive: Any) -> bytes | int | None:
+        """The whole body; None past ``max_bytes``; the bytes received so far (an int) when it stalls or is late."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.upload_s
         chunks, size, more = [], 0, True
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), min(self.stall_s, deadline - loop.time()))
+            except TimeoutError:
+                return size
             if message["type"] == "http.disconnect":
                 return b""
             chunks.append(message.get("body", b""))
@@ -93,15 +113,21 @@ def _replay(body: bytes) -> Any:
     return receive
 
 
-async def _reply(send: Any, status: int, detail: str) -> None:
+async def _reply(send: Any, status: int, detail: str, close: bool = False) -> None:
+    """A JSON ``{"detail": …}`` answer; ``close`` asks the server to close the connection after it (the rest of an
+    unread body must not be taken for the next request)."""
     body = json.dumps({"detail": detail}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(predictor: Any, *, max_bytes: int = 10_000_000, max_in_flight: int = 4, backend: str = "eager") -> Any:
-    """The FastAPI app serving ``predictor`` (a ``cnnkit.load`` or ``load_onnx`` predictor)."""
+def create_app(predictor: Any, *, max_bytes: int = 10_000_000, max_in_flight: int = 4, backend: str = "eager",
+               upload_s: float = UPLOAD_S, stall_s: float = STALL_S) -> Any:  # fmt: skip
+    """The FastAPI app serving ``predictor`` (a ``cnnkit.load`` or ``load_onnx`` predictor); the limits as
+    :class:`Limits` takes them."""
     from fastapi import FastAPI, File, HTTPException, UploadFile
     from fastapi.responses import HTMLResponse
 
@@ -129,7 +155,7 @@ def create_app(predictor: Any, *, max_bytes: int = 10_000_000, max_in_flight: in
         except BadImageError as e:  # undecodable, or pixels that can't be converted (NaN floats, a broken palette)
             raise HTTPException(415, f"expected an image file, found {e.reason}") from None
 
-    app.add_middleware(Limits, max_bytes=max_bytes, max_in_flight=max_in_flight)
+    app.add_middleware(Limits, max_bytes=max_bytes, max_in_flight=max_in_flight, upload_s=upload_s, stall_s=stall_s)
     return app
 
 
@@ -186,10 +212,49 @@ def _png_url(image: Tensor) -> str:
 
 
 def serve(predictor: Any, host: str = "127.0.0.1", port: int = 8000, **limits: Any) -> None:
-    """Run the app with uvicorn until interrupted (binds ``host``: 127.0.0.1 keeps it on this machine)."""
+    """Run the app with uvicorn until interrupted (binds ``host``: 127.0.0.1 keeps it on this machine).
+
+    Raises:
+        CnnkitError: the address can't be bound (a port in use or out of range, an unknown host).
+    """
     import uvicorn
 
+    sock = bind(host, port)
     backend = "onnxruntime" if type(predictor.model).__name__ == "OrtModule" else "eager"
+    if backend == "onnxruntime":  # torch only preprocesses here: one thread, no OpenMP wake-ups per request
+        torch.set_num_threads(1)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"note: serving on {host}: other machines can reach this server")
-    uvicorn.run(create_app(predictor, backend=backend, **limits), host=host, port=port, log_level="warning")
+    app = create_app(predictor, backend=backend, **limits)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{sock.getsockname()[1]}/"
+    print(f"serving {predictor.card.model} at {url} (the page; POST {PREDICT} for JSON, {url}docs); Ctrl+C stops",
+          flush=True)  # fmt: skip
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` (IPv4 or IPv6, as the host resolves), for uvicorn to listen on."""
+    where = f"{host}:{port}"
+    if not 0 <= port <= 65535:
+        raise CnnkitError(f"expected a port from 0 to 65535, found {port}; check --port")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as e:  # an unknown host name
+        raise CnnkitError(
+            f"expected a host and port to serve on, found {where}: {_why(e)}; check --host and --port"
+        ) from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart may bind while old connections close
+        sock.bind(address)
+    except OSError as e:
+        sock.close()
+        raise CnnkitError(
+            f"expected to bind {where}, found {_why(e)}; pick another --port (or stop what is using it)"
+        ) from None
+    return sock
+
+
+def _why(e: OSError) -> str:
+    why = e.strerror or str(e)  # "Address already in use"
+    return why[:1].lower() + why[1:]

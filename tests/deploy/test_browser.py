@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 
 import pytest
 from PIL import Image
+
+from .conftest import served
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -27,26 +26,12 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 @pytest.fixture
 def server():
     """The Lite0 page served by uvicorn on a free loopback port, in a thread stopped after the test."""
-    import uvicorn
-
     from cnnkit.deploy import load_predictor
     from cnnkit.deploy.serve import create_app
 
     predictor = load_predictor(model="efficientnet_lite0", pretrained=True)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn.Config(create_app(predictor), log_level="warning"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/", predictor
-    finally:
-        srv.should_exit = True
-        thread.join(10)
-        sock.close()
+    with served(create_app(predictor)) as port:
+        yield f"http://127.0.0.1:{port}/", predictor
 
 
 def test_upload_a_photo_and_see_top1_and_the_overlay(server, tmp_path):

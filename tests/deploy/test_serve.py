@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import socket
 import threading
+import time
 from types import SimpleNamespace
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from cnnkit.deploy import load_predictor
-from cnnkit.deploy.serve import create_app
+from cnnkit.deploy.serve import Limits, create_app
+
+from .conftest import served
 
 
 def png(size=(32, 24), value=120) -> bytes:
@@ -110,6 +116,54 @@ def test_too_many_requests_in_flight_get_503_not_a_queue(digits):
     assert client.post("/predict", files={"file": ("a.png", png(), "image/png")}).status_code == 200
 
 
+def test_an_upload_that_stalls_or_dawdles_gets_408_and_frees_its_place():
+    async def app(scope, receive, send):  # what the app would answer, once the body is in
+        raise AssertionError("the app must not see a request whose body never came")
+
+    def run(*messages, pause=0.0):
+        """Drive Limits with a body that arrives as ``messages`` (``pause`` s apart), then never finishes."""
+        sent, pending = [], list(messages)
+
+        async def receive():
+            if not pending:
+                await asyncio.sleep(3600)  # a client that stopped sending
+            await asyncio.sleep(pause)
+            return {"type": "http.request", "body": pending.pop(0), "more_body": True}
+
+        async def send(message):
+            sent.append(message)
+
+        limits = Limits(app, max_bytes=1000, max_in_flight=1, upload_s=0.6, stall_s=0.2)
+        scope = {"type": "http", "path": "/predict", "method": "POST", "headers": [(b"content-length", b"900")]}
+        t0 = time.monotonic()
+        asyncio.run(limits(scope, receive, send))
+        assert limits.in_flight == 0  # its place among the requests in flight is free again
+        start, body = sent
+        assert start["status"] == 408 and (b"connection", b"close") in start["headers"]
+        return body["body"].decode(), time.monotonic() - t0
+
+    detail, took = run(b"x" * 10)  # stalls after 10 bytes
+    assert "found it stopped after 10 bytes" in detail and "no pause over 0.2 s" in detail and took < 2
+    detail, took = run(*[b"y"] * 100, pause=0.1)  # never pauses 0.2 s, but is not in within 0.6 s
+    assert "within 0.6 s" in detail and 0.5 < took < 2
+
+
+def test_a_client_that_stops_sending_does_not_lock_the_server_out(digits):
+    """On a real socket: the stalled upload gets 408 and its connection is closed; the next upload is answered."""
+    app = create_app(digits, max_in_flight=1, upload_s=1.0, stall_s=0.5)
+    with served(app) as port:
+        stalled = socket.create_connection(("127.0.0.1", port), timeout=10)
+        stalled.sendall(b"POST /predict HTTP/1.1\r\nHost: a\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                        b"Content-Length: 5000\r\n\r\n--b\r\n")  # fmt: skip
+        answer = b""
+        while chunk := stalled.recv(4096):  # until the server closes the connection
+            answer += chunk
+        stalled.close()
+        assert answer.startswith(b"HTTP/1.1 408") and b"found it stopped after 5 bytes" in answer
+        r = httpx.post(f"http://127.0.0.1:{port}/predict", files={"file": ("a.png", png(), "image/png")}, timeout=10)
+        assert r.status_code == 200 and r.json()["label"] in digits.card.classes
+
+
 def test_serve_command_bad_input_is_one_line(dcli, tmp_path):
     code, _, err = dcli("serve")
     assert code == 2 and "found neither" in err and "Traceback" not in err
@@ -117,6 +171,28 @@ def test_serve_command_bad_input_is_one_line(dcli, tmp_path):
     assert code == 2 and "expected an .onnx file" in err
     code, _, err = dcli("serve", "--model", "lenet5")
     assert code == 2 and "--pretrained or --weights" in err
+    code, _, err = dcli("serve", "--model", "lenet5", "--max-in-flight", "0")
+    assert code == 2 and "expected --max-in-flight above 0, found 0" in err
+    code, _, err = dcli("serve", "--model", "lenet5", "--upload-timeout", "nan")
+    assert code == 2 and "expected --upload-timeout above 0, found nan" in err
+
+
+def test_an_address_that_cannot_be_bound_is_one_line():
+    from cnnkit.deploy.serve import bind
+    from cnnkit.errors import CnnkitError
+
+    taken = bind("127.0.0.1", 0)
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        with pytest.raises(CnnkitError, match=f"expected to bind 127.0.0.1:{port}, found .*in use; pick another"):
+            bind("127.0.0.1", port)
+    finally:
+        taken.close()
+    with pytest.raises(CnnkitError, match="expected a port from 0 to 65535, found 70000; check --port"):
+        bind("127.0.0.1", 70000)
+    with pytest.raises(CnnkitError, match="found no-such-host.invalid:8000: .*; check --host"):
+        bind("no-such-host.invalid", 8000)
 
 
 def test_the_app_predicts_once_before_its_first_request(digits_run):
