@@ -32,7 +32,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", help="dataset to evaluate on (default: the first run's own)")
+    p.add_argument("--data", help="dataset to evaluate on (default: the first run's own); a folder without"
+                   " train/val/test folders is scored whole, and may hold some of the run's classes")  # fmt: skip
     p.add_argument("--data-dir", help="where named datasets are looked for")
     p.add_argument("--split", choices=("test", "val", "train"), default="test")
 

@@ -21,7 +21,7 @@ from ..config import DataConfig
 from ..errors import CnnkitError
 from . import fashion_mnist
 from .augment import NOT_MIRRORABLE
-from .folder import build_split, index_folder, infer_channels
+from .folder import FolderIndex, build_split, index_folder, infer_channels
 
 NAMED = ("fashion-mnist", "digits")
 
@@ -181,14 +181,24 @@ def _carve(files: dict[str, list], source: str, target: str, fraction: float, se
     return {**files, source: [files[source][i] for i in keep], target: [files[source][i] for i in held]}
 
 
-def _folder(cfg: DataConfig, seed: int, size: tuple[int, int], content: dict[str, Any] | None = None) -> DataSplits:
-    index = index_folder(cfg.name)
-    in_chans = 1 if content else infer_channels(index)  # a grey run's look: its images are grey
+def folder_splits(index: FolderIndex, cfg: DataConfig, seed: int, whole: bool = False) -> dict[str, list]:
+    """(path, label) lists per split of an indexed folder: its own train/val/test folders, or carved from it by
+    the seeded, stratified fractions; ``whole``: a folder without split folders is all test (new data to
+    evaluate a trained run on)."""
     files = index.files
     if "all" in files:
-        files = _carve({"train": files["all"]}, "train", "test", cfg.test_fraction, seed)
-    if "val" not in files:
+        files = {"test": files["all"]} if whole else _carve({"train": files["all"]}, "train", "test",
+                                                            cfg.test_fraction, seed)  # fmt: skip
+    if "val" not in files and "train" in files:
         files = _carve(files, "train", "val", cfg.val_fraction, seed)
+    return files
+
+
+def _folder(cfg: DataConfig, seed: int, size: tuple[int, int], content: dict[str, Any] | None = None,
+            classes: list[str] | None = None, whole: bool = False) -> DataSplits:  # fmt: skip
+    index = index_folder(cfg.name, classes)
+    in_chans = 1 if content else infer_channels(index)  # a grey run's look: its images are grey
+    files = folder_splits(index, cfg, seed, whole)
     skipped: list[tuple[str, str]] = []
     splits = {}
     for split in ("train", "val", "test"):
@@ -204,7 +214,8 @@ def _folder(cfg: DataConfig, seed: int, size: tuple[int, int], content: dict[str
 
 
 def load_data(cfg: DataConfig, seed: int = 0, image_size: tuple[int, int] | None = None,
-              content: dict[str, Any] | None = None) -> DataSplits:  # fmt: skip
+              content: dict[str, Any] | None = None, classes: list[str] | None = None,
+              whole: bool = False) -> DataSplits:  # fmt: skip
     """Load ``cfg.name`` (a named dataset or a folder) into train / val / test splits.
 
     Args:
@@ -214,9 +225,11 @@ def load_data(cfg: DataConfig, seed: int = 0, image_size: tuple[int, int] | None
             folders need one.
         content: a grey run's look (``model.json``'s ``preprocessing.content``): a folder's images, read grey,
             are brought to it (:func:`cnnkit.data.content.fit_content`), as ``predict`` brings one image.
+        classes, whole: for a folder, label its class folders by these names (see :func:`index_folder`) and
+            take all of it as the test split when it has no split folders (see :func:`folder_splits`).
     """
     if cfg.name in NAMED:
         return _named(cfg, seed, image_size)
     if image_size is None:
         raise ValueError("folder datasets need an image_size")
-    return _folder(cfg, seed, image_size, content)
+    return _folder(cfg, seed, image_size, content, classes, whole)

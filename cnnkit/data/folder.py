@@ -81,9 +81,12 @@ def class_name(folder: Path) -> str:
     return os.fsencode(folder.name).decode("utf-8", errors="replace")
 
 
-def index_folder(root: str | Path) -> FolderIndex:
+def index_folder(root: str | Path, classes: list[str] | None = None) -> FolderIndex:
     """Find classes and files; ``train/`` (``val/``, ``test/``, under any of their :data:`SPLIT_FOLDERS` names)
-    sub-folders give the splits when present. System files and folders (:func:`_system`) are not data."""
+    sub-folders give the splits when present. System files and folders (:func:`_system`) are not data.
+
+    ``classes``: label the class folders by these names (a trained run's), which the folder may hold some of;
+    a folder of another name is refused. None: the class folders, sorted, are the classes."""
     root = Path(root).resolve()
     if not root.is_dir():
         raise CnnkitError(
@@ -91,13 +94,13 @@ def index_folder(root: str | Path) -> FolderIndex:
         )
     train = _split_folder(root, "train")
     if train is not None:
-        classes, files = _class_files(train, None)
+        classes, files = _class_files(train, classes)
         out = {"train": files}
         for split in SPLITS[1:]:
             if (folder := _split_folder(root, split)) is not None:
                 out[split] = _class_files(folder, classes)[1]
         return FolderIndex(classes, out)
-    classes, files = _class_files(root, None)
+    classes, files = _class_files(root, classes)
     return FolderIndex(classes, {"all": files})
 
 

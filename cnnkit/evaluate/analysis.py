@@ -10,6 +10,7 @@ from torch import Tensor
 from .ensemble import Evaluation
 from .metrics import example_losses
 from .plots import plot_gallery
+from .runs import describe_split
 
 
 def top_losses(log_probs: Tensor, labels: Tensor, n: int = 16) -> Tensor:
@@ -35,5 +36,5 @@ def write_gallery(evaluation: Evaluation, path: str | Path, n: int = 16) -> Path
         probs.gather(1, pred[:, None])[:, 0].tolist(),
         probs.gather(1, true[:, None])[:, 0].tolist(),
         path,
-        title=f"top {len(idx)} losses on the {ev.split} split (largest first)",
+        title=f"top {len(idx)} losses, {describe_split(ev.split)} (largest first)",
     )

@@ -9,6 +9,7 @@ from typing import Any
 from ..errors import CnnkitError
 from ..io import json_safe, write_json
 from .ensemble import Evaluation, evaluate
+from .runs import describe_split
 from .tables import confused_table, per_class_table, summary_table, text_table
 
 
@@ -47,7 +48,8 @@ def evaluate_command(
                               device=device)  # fmt: skip
         m = evaluation.metrics()
         if m["n"] == 0:
-            raise CnnkitError(f"expected images in the {split} split of {m['data']!r}, found none")
+            where = describe_split(m["split"], repr(m["data"]))
+            raise CnnkitError(f"expected images to evaluate ({where}), found none")
         lines = [format_metrics(m), *save_outputs(evaluation, predictions, gallery)]
         if not ensemble:
             write_json(Path(group[0]) / f"eval_{split}.json", json_safe(m))
@@ -74,7 +76,7 @@ def format_metrics(m: dict[str, Any]) -> str:
     """The terminal summary: one line per model, then per-class results and confusions of the headline model."""
     head = m.get("ensemble", m)
     head = head.get("tta", head)
-    lines = [f"{m['split']} split of {m['data']}: {m['n']} images, {len(head['per_class'])} classes"]
+    lines = [f"{describe_split(m['split'], m['data'])}: {m['n']} images, {len(head['per_class'])} classes"]
     if m["excluded"]:
         lines.append(
             f"  ({m['excluded']} of {m['n'] + m['excluded']} images left out: one of the runs trained on them)"

@@ -19,6 +19,7 @@ from ..runcard import read_card
 from .analysis import write_gallery
 from .ensemble import evaluate
 from .plots import plot_confusion
+from .runs import describe_split
 from .tables import Table, confused_table, fmt, per_class_table
 
 FILES = "report_files"
@@ -53,7 +54,7 @@ def write_report(
         write_gallery(evaluation, run_dir / FILES / "top_losses.png")
         blocks += _evaluation(run_dir, m)
     else:
-        blocks.append(("p", f"The {split} split of {m['data']} has no images: nothing to evaluate."))
+        blocks.append(("p", f"Nothing to evaluate ({describe_split(m['split'], m['data'])}: no images)."))
     blocks += [*extra, *config_blocks(run_dir)]
     write_text(run_dir / "report.md", render_markdown(blocks))
     return write_text(run_dir / "report.html", render_html(blocks, f"cnnkit report: {run_dir.name}"))
@@ -76,7 +77,7 @@ def _overview(run_dir: Path, m: dict[str, Any]) -> list[Block]:
     ]
     if m["n"]:
         rows += [
-            [f"{m['split']} images", str(m["n"])],
+            ["evaluated on", f"{describe_split(m['split'], m['data'])}: {m['n']} images"],
             ["top-1 accuracy / error", f"{fmt(m['top1_accuracy'])} / {fmt(m['top1_error'])}"],
             [f"top-{m['top5_k']} accuracy / error", f"{fmt(m['top5_accuracy'])} / {fmt(m['top5_error'])}"],
             ["loss (cross-entropy)", fmt(m["loss"])],
@@ -98,12 +99,12 @@ def training_blocks(run_dir: Path) -> list[Block]:
 
 
 def _evaluation(run_dir: Path, m: dict[str, Any]) -> list[Block]:
-    split = f"{m['split']} split of {m['data']} ({m['n']} images)"
+    split = f"{describe_split(m['split'], m['data'])} ({m['n']} images)"
     plot_confusion(
         m["confusion"]["counts"],
         list(m["per_class"]),
         run_dir / FILES / "confusion.png",
-        title=f"confusion matrix, {m['split']} split",
+        title=f"confusion matrix, {describe_split(m['split'])}",
     )
     blocks: list[Block] = [
         ("h2", "Confusion matrix"),

@@ -22,11 +22,13 @@ from torch.utils.data import Dataset, Subset
 
 from ..config import Config, DataConfig, from_dict
 from ..data import NAMED, DataSplits, TensorImages, load_data
-from ..data.datasets import _carve, labels_of
+from ..data.datasets import folder_splits, labels_of
 from ..data.folder import index_folder
 from ..data.splits import check_split
 from ..errors import CnnkitError
 from ..predict import Predictor
+
+WHOLE = "all"  # EvalSet.split of a new folder scored whole (see new_folder)
 
 
 @dataclass
@@ -75,27 +77,53 @@ def load_eval_set(members: list[Member], data: str | None, split: str, data_dir:
     """The ``split`` examples for ``members`` (see the module docstring)."""
     ref = members[0].cfg
     data_cfg = dataclasses.replace(ref.data, name=data or ref.data.name, data_dir=data_dir or ref.data.data_dir)
+    other = data is not None and data != ref.data.name
+    whole = new_folder(data, ref.data.name)
+    if whole and split != "test":
+        raise CnnkitError(
+            f"expected --split test for {data!r}, found --split {split}; a folder without train/val/test folders"
+            " is evaluated whole"
+        )
     by_size: dict[tuple[int, int], DataSplits] = {}
     for m in members:
         if m.size not in by_size:  # other data than the run's own is brought to the look of the run's (grey runs)
-            content = m.predictor.content if data is not None and data != ref.data.name else None
-            by_size[m.size] = load_data(data_cfg, seed=ref.train.seed, image_size=m.size, content=content)
+            content = m.predictor.content if other else None
+            by_size[m.size] = load_data(data_cfg, seed=ref.train.seed, image_size=m.size, content=content,
+                                        classes=m.predictor.classes if other else None, whole=whole)  # fmt: skip
         _check_classes(m, by_size[m.size])
     first = by_size[members[0].size]
     if data is None:  # the run's own data: the split it recorded, or a clear refusal
         check_split(members[0].predictor.card, members[0].run, first, split)
     full = getattr(first, split)
     keep = held_out(full, members, data_cfg, ref.train.seed, members[0].size)
-    ids = split_ids(first, data_cfg, ref.train.seed, split)
+    ids = split_ids(first, data_cfg, ref.train.seed, split, whole)
     return EvalSet(
         source=first.source,
-        split=split,
+        split=WHOLE if whole else split,
         classes=first.classes,
         labels=torch.as_tensor(labels_of(full)[keep], dtype=torch.long),
         ids=[ids[i] for i in keep],
         datasets={size: subset(getattr(s, split), keep) for size, s in by_size.items()},
         excluded=len(full) - len(keep),
     )
+
+
+def new_folder(data: str | None, own: str) -> bool:
+    """Whether ``data`` is a folder other than the run's ``own`` data with no train/val/test folders: new images
+    to score, all of them (an image the run trained on is still left out, by content: :func:`held_out`)."""
+    if data is None or data in NAMED or not Path(data).is_dir():
+        return False
+    if own not in NAMED and Path(own).resolve() == Path(data).resolve():
+        return False
+    return "all" in index_folder(data).files
+
+
+def describe_split(split: str, source: str | None = None) -> str:
+    """How reports name the examples: "test split (of SOURCE)", or "every image (in SOURCE)" for a new folder
+    scored whole."""
+    if split == WHOLE:
+        return f"every image in {source}" if source else "every image"
+    return f"{split} split of {source}" if source else f"{split} split"
 
 
 def _check_classes(member: Member, splits: DataSplits) -> None:
@@ -138,23 +166,17 @@ def image_digests(ds: Dataset) -> list[bytes]:
     return [hashlib.blake2b(img.numpy().tobytes(), digest_size=16).digest() for img in images]
 
 
-def split_ids(splits: DataSplits, data_cfg: DataConfig, seed: int, split: str) -> list[int] | list[str]:
+def split_ids(splits: DataSplits, data_cfg: DataConfig, seed: int, split: str,
+              whole: bool = False) -> list[int] | list[str]:  # fmt: skip
     """Each example's file path for folder datasets (when it can be recovered), else its index in the split."""
     ds = getattr(splits, split)
     if hasattr(ds, "files"):  # decoded on demand: the dataset keeps its paths
         return [str(p) for p, _ in ds.files]
     if data_cfg.name not in NAMED:
-        files = _folder_split_files(data_cfg, seed, split, {p for p, _ in splits.skipped})
+        skipped = {p for p, _ in splits.skipped}
+        index = index_folder(data_cfg.name, splits.classes)  # the same labelling and carving load_data did
+        files = [(p, lbl) for p, lbl in folder_splits(index, data_cfg, seed, whole).get(split, [])
+                 if str(p) not in skipped]  # fmt: skip
         if [lbl for _, lbl in files] == labels_of(ds).tolist():
             return [str(p) for p, _ in files]
     return list(range(len(ds)))
-
-
-def _folder_split_files(cfg: DataConfig, seed: int, split: str, skipped: set[str]) -> list[tuple[Path, int]]:
-    """The (path, label) list of a folder split, in dataset order: the same carving ``load_data`` does."""
-    files = index_folder(cfg.name).files
-    if "all" in files:
-        files = _carve({"train": files["all"]}, "train", "test", cfg.test_fraction, seed)
-    if "val" not in files:
-        files = _carve(files, "train", "val", cfg.val_fraction, seed)
-    return [(p, lbl) for p, lbl in files.get(split, []) if str(p) not in skipped]

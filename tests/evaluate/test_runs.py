@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from cnnkit.config import DataConfig
 from cnnkit.data import load_data
 from cnnkit.evaluate import evaluate, load_predictions, score
+from tests.conftest import make_image
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".npz"])
@@ -118,3 +121,47 @@ def test_device_flag_runs_where_asked_and_a_missing_gpu_is_one_line(cli, digits_
     code, out, err = cli("evaluate", digits_run, "--device", "cuda")
     assert code == 2 and not out and len(err.strip().splitlines()) == 1
     assert "CUDA" in err and "--device cpu" in err
+
+
+def test_a_new_folder_is_scored_whole_and_labelled_by_the_runs_class_names(cli, folder_run, tmp_path):
+    """A folder of new images without train/val/test folders: every image is scored (not the 20 % a training run
+    would carve off as its test split), and a folder holding only some of the run's classes is labelled by name."""
+    new = tmp_path / "new"  # other images than the run's (its own would be left out, as trained on)
+    for k, name in enumerate(("cat", "dog")):
+        for i in range(7):
+            make_image(new / name / f"{i}.png", 60 + 160 * k + i)
+    code, out, _ = cli("evaluate", folder_run, "--data", new, "--predictions", tmp_path / "all.csv")
+    assert code == 0 and f"every image in {new.resolve()}: 14 images, 2 classes" in out and "left out" not in out
+    assert len(load_predictions(tmp_path / "all.csv")["true"]) == 14
+    for f in (folder_run.parent / "pets" / "cat").iterdir():  # the run's own cats: those it trained on are left out
+        (new / "cat" / f"own-{f.name}").write_bytes(f.read_bytes())
+    code, out, _ = cli("evaluate", folder_run, "--data", new)
+    found = re.search(r": (\d+) images, .*\n  \((\d+) of 29 images left out: one of the runs trained on them\)", out)
+    assert code == 0 and found and int(found[1]) + int(found[2]) == 29 and 14 < int(found[1]) < 29
+    for f in (new / "cat").glob("own-*"):
+        f.unlink()
+
+    only_dogs = tmp_path / "dogs"  # the run's class 1 alone: sorted folders would have made it class 0
+    (only_dogs / "dog").mkdir(parents=True)
+    for f in (new / "dog").iterdir():
+        (only_dogs / "dog" / f.name).write_bytes(f.read_bytes())
+    code, out, _ = cli("evaluate", folder_run, "--data", only_dogs, "--json", tmp_path / "m.json")
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert code == 0 and m["n"] == 7 and m["split"] == "all"
+    assert m["per_class"]["dog"]["support"] == 7 and m["per_class"]["cat"]["support"] == 0
+    assert m["per_class"]["cat"]["recall"] is None  # a class with no images has no recall: not counted as 0
+
+    (only_dogs / "bird").mkdir()
+    (only_dogs / "bird" / "0.png").write_bytes((new / "cat" / "0.png").read_bytes())
+    code, _, err = cli("evaluate", folder_run, "--data", only_dogs)
+    assert code == 2 and "expected the classes ['cat', 'dog']" in err and "found an extra folder 'bird'" in err
+    code, _, err = cli("evaluate", folder_run, "--data", new, "--split", "val")
+    assert code == 2 and "expected --split test" in err and "evaluated whole" in err
+
+
+def test_the_runs_own_folder_named_again_is_still_its_test_split(cli, folder_run):
+    own = yaml.safe_load((folder_run / "config.yaml").read_text())["data"]["name"]
+    code, mine, _ = cli("evaluate", folder_run)
+    code2, again, _ = cli("evaluate", folder_run, "--data", own)
+    assert code == code2 == 0 and mine.splitlines()[0] == again.splitlines()[0]
+    assert mine.splitlines()[0].startswith("test split of ")
