@@ -131,7 +131,7 @@ def load_box_data(cfg: DataConfig, seed: int = 0, one_object: bool = True) -> Da
     size = scene_size(cfg, [im for items in splits.values() for im in items])
     skipped = list(found.skipped)
     data = {s: decode(items, size, cfg.skip_bad, skipped, one_object, f"reading {s}") for s, items in splits.items()}
-    if len(data["train"]) == 0:
+    if len(data["train"]) == 0 and cfg.test_fraction < 1:  # 1: new data to evaluate on (see as_new_data)
         raise CnnkitError(f"expected labelled training images in {found.source!r}, found none")
     hflip = cfg.hflip if cfg.hflip is not None else (found.hflip if found.hflip is not None else True)
     return DataSplits(**data, classes=found.classes, in_chans=3, image_size=size, source=found.source,

@@ -127,9 +127,12 @@ def labels_of(ds: Dataset) -> np.ndarray:
 
 
 def split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of ``range(len(labels))`` into (keep, held_out), stratified when every class allows it."""
+    """Seeded split of ``range(len(labels))`` into (keep, held_out), stratified when every class allows it.
+    ``fraction`` 1 holds all of it out: new data that a trained run is evaluated on (the config allows < 1)."""
     idx = np.arange(len(labels))
     n_out = round(len(labels) * fraction)
+    if fraction >= 1:
+        return idx[:0], idx
     if fraction <= 0 or n_out == 0:
         return idx, idx[:0]
     if n_out >= len(labels):
@@ -181,24 +184,22 @@ def _carve(files: dict[str, list], source: str, target: str, fraction: float, se
     return {**files, source: [files[source][i] for i in keep], target: [files[source][i] for i in held]}
 
 
-def folder_splits(index: FolderIndex, cfg: DataConfig, seed: int, whole: bool = False) -> dict[str, list]:
+def folder_splits(index: FolderIndex, cfg: DataConfig, seed: int) -> dict[str, list]:
     """(path, label) lists per split of an indexed folder: its own train/val/test folders, or carved from it by
-    the seeded, stratified fractions; ``whole``: a folder without split folders is all test (new data to
-    evaluate a trained run on)."""
+    the seeded, stratified fractions (``test_fraction`` 1: all of it is test, see :func:`split_indices`)."""
     files = index.files
     if "all" in files:
-        files = {"test": files["all"]} if whole else _carve({"train": files["all"]}, "train", "test",
-                                                            cfg.test_fraction, seed)  # fmt: skip
-    if "val" not in files and "train" in files:
+        files = _carve({"train": files["all"]}, "train", "test", cfg.test_fraction, seed)
+    if "val" not in files:
         files = _carve(files, "train", "val", cfg.val_fraction, seed)
     return files
 
 
 def _folder(cfg: DataConfig, seed: int, size: tuple[int, int], content: dict[str, Any] | None = None,
-            classes: list[str] | None = None, whole: bool = False) -> DataSplits:  # fmt: skip
+            classes: list[str] | None = None) -> DataSplits:  # fmt: skip
     index = index_folder(cfg.name, classes)
     in_chans = 1 if content else infer_channels(index)  # a grey run's look: its images are grey
-    files = folder_splits(index, cfg, seed, whole)
+    files = folder_splits(index, cfg, seed)
     skipped: list[tuple[str, str]] = []
     splits = {}
     for split in ("train", "val", "test"):
@@ -214,8 +215,7 @@ def _folder(cfg: DataConfig, seed: int, size: tuple[int, int], content: dict[str
 
 
 def load_data(cfg: DataConfig, seed: int = 0, image_size: tuple[int, int] | None = None,
-              content: dict[str, Any] | None = None, classes: list[str] | None = None,
-              whole: bool = False) -> DataSplits:  # fmt: skip
+              content: dict[str, Any] | None = None, classes: list[str] | None = None) -> DataSplits:  # fmt: skip
     """Load ``cfg.name`` (a named dataset or a folder) into train / val / test splits.
 
     Args:
@@ -225,11 +225,10 @@ def load_data(cfg: DataConfig, seed: int = 0, image_size: tuple[int, int] | None
             folders need one.
         content: a grey run's look (``model.json``'s ``preprocessing.content``): a folder's images, read grey,
             are brought to it (:func:`cnnkit.data.content.fit_content`), as ``predict`` brings one image.
-        classes, whole: for a folder, label its class folders by these names (see :func:`index_folder`) and
-            take all of it as the test split when it has no split folders (see :func:`folder_splits`).
+        classes: for a folder, label its class folders by these names (see :func:`index_folder`).
     """
     if cfg.name in NAMED:
         return _named(cfg, seed, image_size)
     if image_size is None:
         raise ValueError("folder datasets need an image_size")
-    return _folder(cfg, seed, image_size, content, classes, whole)
+    return _folder(cfg, seed, image_size, content, classes)

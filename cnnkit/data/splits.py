@@ -9,12 +9,52 @@ scoring a different split that may hold training images.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sized
 from pathlib import Path
+from typing import cast
 
+from ..config import DataConfig
 from ..errors import CnnkitError
 from ..io import read_json
 from ..runcard import SPLIT, RunCard
 from .datasets import DataSplits, digest_of, ids_of
+
+WHOLE = "all"  # the split name of new data evaluated whole (it had no train/val/test splits of its own)
+
+
+def other_data(data: str | None, own: str) -> bool:
+    """Whether ``data`` (``--data``) names other data than a run's ``own`` (paths compared resolved)."""
+    if data is None or data == own:
+        return False
+    return not (Path(data).exists() and Path(own).exists() and Path(data).resolve() == Path(own).resolve())
+
+
+def as_new_data(cfg: DataConfig) -> DataConfig:
+    """``cfg`` for new data that a trained run is evaluated on: its own test split when it has one, else all of it
+    (``test_fraction`` 1, which the config refuses for training)."""
+    return dataclasses.replace(cfg, test_fraction=1.0, val_fraction=0.0)
+
+
+def scored_split(data: DataSplits, split: str, new: bool) -> str:
+    """The name of what is scored: ``split``, or :data:`WHOLE` for new data without splits (nothing to train on
+    was carved from it); other splits of such data are refused in one line."""
+    if not new or len(cast(Sized, data.train)):
+        return split
+    if split != "test":
+        raise CnnkitError(
+            f"expected --split test for {data.source!r}, found --split {split}; data without train/val/test"
+            " splits is evaluated whole"
+        )
+    return WHOLE
+
+
+def describe_split(split: str, source: str | None = None) -> str:
+    """How reports name the examples: "test split (of SOURCE)", or "every image (in SOURCE)" for new data scored
+    whole."""
+    if split == WHOLE:
+        return f"every image in {source}" if source else "every image"
+    return f"{split} split of {source}" if source else f"{split} split"
 
 
 def check_split(card: RunCard, run_dir: str | Path, data: DataSplits, split: str, action: str = "evaluate") -> None:

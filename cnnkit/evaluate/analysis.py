@@ -7,10 +7,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..data.splits import describe_split
 from .ensemble import Evaluation
 from .metrics import example_losses
 from .plots import plot_gallery
-from .runs import describe_split
 
 
 def top_losses(log_probs: Tensor, labels: Tensor, n: int = 16) -> Tensor:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..data.splits import describe_split
 from ..errors import CnnkitError
 from ..io import json_safe, write_json
 from .ensemble import Evaluation, evaluate
-from .runs import describe_split
 from .tables import confused_table, per_class_table, summary_table, text_table
 
 

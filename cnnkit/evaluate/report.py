@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..data.splits import describe_split
 from ..engine.plots import plot_curves
 from ..io import write_text
 from ..runcard import read_card
 from .analysis import write_gallery
 from .ensemble import evaluate
 from .plots import plot_confusion
-from .runs import describe_split
 from .tables import Table, confused_table, fmt, per_class_table
 
 FILES = "report_files"

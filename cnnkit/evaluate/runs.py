@@ -24,11 +24,9 @@ from ..config import Config, DataConfig, from_dict
 from ..data import NAMED, DataSplits, TensorImages, load_data
 from ..data.datasets import folder_splits, labels_of
 from ..data.folder import index_folder
-from ..data.splits import check_split
+from ..data.splits import as_new_data, check_split, other_data, scored_split
 from ..errors import CnnkitError
 from ..predict import Predictor
-
-WHOLE = "all"  # EvalSet.split of a new folder scored whole (see new_folder)
 
 
 @dataclass
@@ -77,53 +75,32 @@ def load_eval_set(members: list[Member], data: str | None, split: str, data_dir:
     """The ``split`` examples for ``members`` (see the module docstring)."""
     ref = members[0].cfg
     data_cfg = dataclasses.replace(ref.data, name=data or ref.data.name, data_dir=data_dir or ref.data.data_dir)
-    other = data is not None and data != ref.data.name
-    whole = new_folder(data, ref.data.name)
-    if whole and split != "test":
-        raise CnnkitError(
-            f"expected --split test for {data!r}, found --split {split}; a folder without train/val/test folders"
-            " is evaluated whole"
-        )
+    other = other_data(data, ref.data.name)
+    if other:
+        data_cfg = as_new_data(data_cfg)
     by_size: dict[tuple[int, int], DataSplits] = {}
     for m in members:
         if m.size not in by_size:  # other data than the run's own is brought to the look of the run's (grey runs)
             content = m.predictor.content if other else None
             by_size[m.size] = load_data(data_cfg, seed=ref.train.seed, image_size=m.size, content=content,
-                                        classes=m.predictor.classes if other else None, whole=whole)  # fmt: skip
+                                        classes=m.predictor.classes if other else None)  # fmt: skip
         _check_classes(m, by_size[m.size])
     first = by_size[members[0].size]
     if data is None:  # the run's own data: the split it recorded, or a clear refusal
         check_split(members[0].predictor.card, members[0].run, first, split)
+    name = scored_split(first, split, other)
     full = getattr(first, split)
     keep = held_out(full, members, data_cfg, ref.train.seed, members[0].size)
-    ids = split_ids(first, data_cfg, ref.train.seed, split, whole)
+    ids = split_ids(first, data_cfg, ref.train.seed, split)
     return EvalSet(
         source=first.source,
-        split=WHOLE if whole else split,
+        split=name,
         classes=first.classes,
         labels=torch.as_tensor(labels_of(full)[keep], dtype=torch.long),
         ids=[ids[i] for i in keep],
         datasets={size: subset(getattr(s, split), keep) for size, s in by_size.items()},
         excluded=len(full) - len(keep),
     )
-
-
-def new_folder(data: str | None, own: str) -> bool:
-    """Whether ``data`` is a folder other than the run's ``own`` data with no train/val/test folders: new images
-    to score, all of them (an image the run trained on is still left out, by content: :func:`held_out`)."""
-    if data is None or data in NAMED or not Path(data).is_dir():
-        return False
-    if own not in NAMED and Path(own).resolve() == Path(data).resolve():
-        return False
-    return "all" in index_folder(data).files
-
-
-def describe_split(split: str, source: str | None = None) -> str:
-    """How reports name the examples: "test split (of SOURCE)", or "every image (in SOURCE)" for a new folder
-    scored whole."""
-    if split == WHOLE:
-        return f"every image in {source}" if source else "every image"
-    return f"{split} split of {source}" if source else f"{split} split"
 
 
 def _check_classes(member: Member, splits: DataSplits) -> None:
@@ -166,8 +143,7 @@ def image_digests(ds: Dataset) -> list[bytes]:
     return [hashlib.blake2b(img.numpy().tobytes(), digest_size=16).digest() for img in images]
 
 
-def split_ids(splits: DataSplits, data_cfg: DataConfig, seed: int, split: str,
-              whole: bool = False) -> list[int] | list[str]:  # fmt: skip
+def split_ids(splits: DataSplits, data_cfg: DataConfig, seed: int, split: str) -> list[int] | list[str]:
     """Each example's file path for folder datasets (when it can be recovered), else its index in the split."""
     ds = getattr(splits, split)
     if hasattr(ds, "files"):  # decoded on demand: the dataset keeps its paths
@@ -175,8 +151,7 @@ def split_ids(splits: DataSplits, data_cfg: DataConfig, seed: int, split: str,
     if data_cfg.name not in NAMED:
         skipped = {p for p, _ in splits.skipped}
         index = index_folder(data_cfg.name, splits.classes)  # the same labelling and carving load_data did
-        files = [(p, lbl) for p, lbl in folder_splits(index, data_cfg, seed, whole).get(split, [])
-                 if str(p) not in skipped]  # fmt: skip
+        files = [(p, lbl) for p, lbl in folder_splits(index, data_cfg, seed).get(split, []) if str(p) not in skipped]
         if [lbl for _, lbl in files] == labels_of(ds).tolist():
             return [str(p) for p, _ in files]
     return list(range(len(ds)))

@@ -217,7 +217,7 @@ def load_segmentation_data(cfg: DataConfig, seed: int = 0) -> DataSplits:
     size = scene_size(cfg, [im for items in splits.values() for im in items])
     skipped = list(found.skipped)
     data = {s: decode_images(items, size, found.source, cfg.skip_bad, skipped) for s, items in splits.items()}
-    if len(data["train"]) == 0:
+    if len(data["train"]) == 0 and cfg.test_fraction < 1:  # 1: new data to evaluate on (see as_new_data)
         raise CnnkitError(f"expected images with masks for training in {found.source!r}, found none")
     hflip = cfg.hflip if cfg.hflip is not None else (found.hflip if found.hflip is not None else True)
     return DataSplits(**data, classes=found.classes, in_chans=3, image_size=size, source=found.source,

@@ -9,36 +9,41 @@ from typing import Any
 
 from ..config import from_dict, load_yaml
 from ..data import DataSplits
-from ..data.splits import check_split
+from ..data.splits import as_new_data, check_split, describe_split, other_data, scored_split
 from ..errors import CnnkitError
 from ..io import json_safe, write_json
 from ..runcard import RunCard, read_card
 
 
-def run_split(task: Any, run: str | Path, split: str, data: str | None = None) -> tuple[RunCard, DataSplits, Any]:
-    """(card, all splits, the ``split`` dataset) of a run: its own data, loaded as it trained (and checked
-    against the split it recorded), or ``data`` at the run's input size; the classes must be the run's."""
+def run_split(task: Any, run: str | Path, split: str, data: str | None = None) -> tuple[RunCard, DataSplits, Any, str]:
+    """(card, all splits, the ``split`` dataset, what it is called) of a run: its own data, loaded as it trained
+    (and checked against the split it recorded), or ``data`` at the run's input size, whose own test split is
+    scored, or all of it when it has no splits (:func:`~cnnkit.data.splits.scored_split`); the classes must be the
+    run's."""
     run = Path(run)
     card = read_card(run)
     cfg = from_dict(load_yaml(run / "config.yaml"))
+    other = other_data(data, cfg.data.name)
     if data:
         cfg.data.name, cfg.data.image_size = data, card.input.height
+    if other:
+        cfg.data = as_new_data(cfg.data)
     splits = task.load_data(cfg)
     if data is None:
         check_split(card, run, splits, split)
     if splits.classes != card.classes:
         raise CnnkitError(f"expected the classes {card.classes[:5]}… of run {str(run)!r}, found {splits.classes[:5]}…")
-    return card, splits, getattr(splits, split)
+    return card, splits, getattr(splits, split), scored_split(splits, split, other)
 
 
-def split_metrics(ev: Any, split: str) -> dict[str, Any]:
-    """``ev.metrics()`` of a box task's evaluation (``data``, ``source``, ``metrics()``) of the ``split``.
+def split_metrics(ev: Any) -> dict[str, Any]:
+    """``ev.metrics()`` of a box task's evaluation (``data``, ``split``, ``source``, ``metrics()``).
 
     Raises:
         CnnkitError: the split held no images.
     """
     if not len(ev.data):
-        raise CnnkitError(f"expected images in the {split} split of {ev.source!r}, found none")
+        raise CnnkitError(f"expected images to evaluate ({describe_split(ev.split, repr(ev.source))}), found none")
     return ev.metrics()
 
 

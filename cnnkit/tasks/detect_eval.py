@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_iou
 
+from ..data.splits import describe_split
 from ..detection.data import DetectionImages
 from ..detection.metrics import coco_ground_truth, coco_results, mean_average_precision
 from ..drawing import draw_boxes, image_grid
@@ -137,15 +138,15 @@ class DetEvaluation:
 def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", data_dir: str | None = None,
                  device: str = "cpu") -> DetEvaluation:  # fmt: skip
     """Detect on the ``split`` of the run's own data (checked against the run's record), or of ``data``."""
-    card, splits, ds = run_split(Detect(), run, split, data)
+    card, splits, ds, name = run_split(Detect(), run, split, data)
     predictor = DetectPredictor.from_run(run, device)
     return DetEvaluation(
-        Path(run), split, splits.source, card.classes, ds, predict_detections(predictor.model, ds, predictor.normalize)
+        Path(run), name, splits.source, card.classes, ds, predict_detections(predictor.model, ds, predictor.normalize)
     )
 
 
 def format_metrics(m: dict[str, Any]) -> str:
-    lines = [f"{m['split']} split of {m['data']}: {m['n']} images, {m['objects']} objects, {len(m['per_class'])}"
+    lines = [f"{describe_split(m['split'], m['data'])}: {m['n']} images, {m['objects']} objects, {len(m['per_class'])}"
              f" classes", f"  mAP@[.5:.95] {fmt(m['map'])}   mAP@0.5 {fmt(m['map_50'])}   mAP@0.75 {fmt(m['map_75'])}"
              "   (COCO, pycocotools)", "per class:"]  # fmt: skip
     rows = [[name, str(c["objects"]), fmt(c["ap"]), fmt(c["ap50"])] for name, c in m["per_class"].items()]
@@ -179,7 +180,7 @@ def evaluate_command(
 
     def one(run: str) -> tuple[dict[str, Any], list[str]]:
         ev = evaluate_run(run, data, split, data_dir, device)
-        m = split_metrics(ev, split)
+        m = split_metrics(ev)
         lines = [format_metrics(m)]
         if predictions:
             res, gt = save_predictions(ev, predictions)

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ..data.boxes import BoxImages, pixel_boxes
+from ..data.splits import describe_split
 from ..drawing import draw_boxes, image_grid
 from ..engine.checkpoint import load_weights
 from ..evaluate.report import FILES, config_blocks, render_html, render_markdown, training_blocks
@@ -162,15 +163,15 @@ class LocEvaluation:
 def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", data_dir: str | None = None,
                  device: str = "cpu") -> LocEvaluation:  # fmt: skip
     """Predict the ``split`` of the run's own data (checked against the run's record), or of ``data``."""
-    card, splits, ds = run_split(Localize(), run, split, data)
+    card, splits, ds, name = run_split(Localize(), run, split, data)
     predictor = BoxPredictor.from_run(run, device)
     model, normalize = predictor.inference_model()
     out = predict_dataset(model, ds, normalize)
-    return LocEvaluation(Path(run), split, splits.source, card.classes, ds, out.logits, out.boxes)
+    return LocEvaluation(Path(run), name, splits.source, card.classes, ds, out.logits, out.boxes)
 
 
 def format_metrics(m: dict[str, Any]) -> str:
-    lines = [f"{m['split']} split of {m['data']}: {m['n']} images, {len(m['per_class'])} classes",
+    lines = [f"{describe_split(m['split'], m['data'])}: {m['n']} images, {len(m['per_class'])} classes",
              f"  class accuracy {fmt(m['accuracy'])}   mean IoU {fmt(m['mean_iou'])}   localisation accuracy"
              f" (class right and IoU ≥ {m['iou_hit']}) {fmt(m['loc_accuracy'])}", "per class:"]  # fmt: skip
     rows = [[name, str(c["n"]), fmt(c.get("accuracy")), fmt(c.get("mean_iou")), fmt(c.get("loc_accuracy"))]
@@ -196,7 +197,7 @@ def evaluate_command(
 
     def one(run: str) -> tuple[dict[str, Any], list[str]]:
         ev = evaluate_run(run, data, split, data_dir, device)
-        m = split_metrics(ev, split)
+        m = split_metrics(ev)
         lines = [format_metrics(m)]
         if predictions:
             lines.append(f"  predictions saved to {save_predictions(ev, predictions)}")
@@ -252,7 +253,7 @@ def plot_iou_histogram(ev: LocEvaluation, path: Path) -> Path:
     ax.axvline(IOU_HIT, color="tab:red", linestyle="--", label=f"IoU {IOU_HIT}: a hit when the class is right")
     ax.set_xlabel("IoU of predicted and true box")
     ax.set_ylabel("images")
-    ax.set_title(f"IoU on the {ev.split} split ({len(ev.data)} images)")
+    ax.set_title(f"IoU, {describe_split(ev.split)} ({len(ev.data)} images)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)

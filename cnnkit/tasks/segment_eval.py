@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.utils import draw_segmentation_masks
 
+from ..data.splits import describe_split
 from ..drawing import draw_boxes, image_grid
 from ..engine.checkpoint import load_weights
 from ..evaluate.report import config_blocks, render_html, render_markdown, training_blocks
@@ -167,14 +168,14 @@ class SegEvaluation:
 
 def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", device: str = "cpu") -> SegEvaluation:
     """Segment the ``split`` of the run's own data (checked against the run's record), or of ``data``."""
-    card, splits, ds = run_split(Segment(), run, split, data)
+    card, splits, ds, name = run_split(Segment(), run, split, data)
     predictor = SegmentPredictor.from_run(run, device)
-    return SegEvaluation(Path(run), split, splits.source, card.classes, ds,
+    return SegEvaluation(Path(run), name, splits.source, card.classes, ds,
                          predict_instances(predictor.model, ds, predictor.normalize))  # fmt: skip
 
 
 def format_metrics(m: dict[str, Any]) -> str:
-    lines = [f"{m['split']} split of {m['data']}: {m['n']} images, {m['objects']} objects, {len(m['per_class'])}"
+    lines = [f"{describe_split(m['split'], m['data'])}: {m['n']} images, {m['objects']} objects, {len(m['per_class'])}"
              " classes",
              f"  mask mAP@[.5:.95] {fmt(m['segm_map'])}   mask mAP@0.5 {fmt(m['segm_map_50'])}   mask mAP@0.75"
              f" {fmt(m['segm_map_75'])}   (COCO segm, pycocotools)",
@@ -212,7 +213,7 @@ def evaluate_command(
 
     def one(run: str) -> tuple[dict[str, Any], list[str]]:
         ev = evaluate_run(run, data, split, device)
-        m = split_metrics(ev, split)
+        m = split_metrics(ev)
         lines = [format_metrics(m)]
         if predictions:
             res, gt = save_predictions(ev, predictions)

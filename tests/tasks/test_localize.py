@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from cnnkit.config import build_config
@@ -153,3 +154,26 @@ def test_task_is_read_from_the_run(loc_run):
     predictor = load(loc_run)
     assert type(predictor).__name__ == "BoxPredictor" and predictor.classes == [str(i) for i in range(10)]
     assert isinstance(Localize().monitors, dict)
+
+
+def test_new_data_without_splits_is_evaluated_whole(loc_run, scenes, cli, tmp_path):
+    """A flat folder of new scenes (LabelImg's layout: images, YOLO label files beside them, classes.txt) is scored
+    whole, not carved into train/val/test as training would carve it."""
+    root = scenes["yolo"].parent
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    names = yaml.safe_load(scenes["yolo"].read_text())["names"]
+    (flat / "classes.txt").write_text("".join(f"{names[k]}\n" for k in range(len(names))))
+    for image in sorted((root / "images" / "test").glob("*.png")):
+        (flat / image.name).write_bytes(image.read_bytes())
+        (flat / f"{image.stem}.txt").write_bytes((root / "labels" / "test" / f"{image.stem}.txt").read_bytes())
+    code, out, err = cli("evaluate", loc_run, "--data", flat, "--json", tmp_path / "m.json")
+    assert code == 0, err
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["n"] == 12 and m["split"] == "all" and out.startswith(f"every image in {flat}") and ": 12 images" in out
+    assert cli("evaluate", loc_run, "--json", tmp_path / "own.json")[0] == 0  # the same 12 scenes: its test split
+    own = json.loads((tmp_path / "own.json").read_text())
+    assert own["split"] == "test" and (m["accuracy"], m["loc_accuracy"]) == (own["accuracy"], own["loc_accuracy"])
+    assert m["mean_iou"] == pytest.approx(own["mean_iou"], abs=1e-6)
+    code, _, err = cli("evaluate", loc_run, "--data", flat, "--split", "val")
+    assert code == 2 and "expected --split test" in err and "evaluated whole" in err
