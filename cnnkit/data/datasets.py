@@ -22,14 +22,24 @@ from ..errors import CnnkitError
 from . import fashion_mnist
 from .augment import NOT_MIRRORABLE
 from .folder import FolderIndex, build_split, index_folder, infer_channels
+from .idx import is_idx_folder, load_idx_folder
 
 NAMED = ("fashion-mnist", "digits")
 
 
+def native_size(name: str) -> bool:
+    """Whether dataset ``name`` has one image size of its own, kept unless ``data.image_size`` is set: the named
+    datasets and IDX folders (:mod:`cnnkit.data.idx`); an image folder needs a size."""
+    return name in NAMED or is_idx_folder(name)
+
+
 def mirrorable(cfg: DataConfig) -> bool:
     """Whether a left-right mirrored image still shows the same class: ``data.hflip`` when set, else False for
-    handwriting (``digits``) and True for everything else. Augmentation and flip TTA both obey it."""
-    return cfg.hflip if cfg.hflip is not None else cfg.name not in NOT_MIRRORABLE
+    handwriting (``digits``, and IDX folders: MNIST's format) and True for everything else. Augmentation and flip
+    TTA both obey it."""
+    if cfg.hflip is not None:
+        return cfg.hflip
+    return cfg.name not in NOT_MIRRORABLE and not is_idx_folder(cfg.name)
 
 
 class TensorImages(Dataset):
@@ -144,15 +154,22 @@ def split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
     return train_test_split(idx, test_size=n_out, random_state=seed, stratify=labels if ok else None)
 
 
+def _tensor_splits(arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, TensorImages]:
+    """IDX-style arrays {split: (images uint8 [N, H, W], labels [N])} -> TensorImages with ids "split:i"."""
+    ids = {k: [f"{k}:{i}" for i in range(len(y))] for k, (_, y) in arrays.items()}
+    return {k: TensorImages(torch.from_numpy(x.copy())[:, None], torch.from_numpy(y.copy()), ids[k])
+            for k, (x, y) in arrays.items()}  # fmt: skip
+
+
 def _fashion_mnist(cfg: DataConfig) -> tuple[TensorImages, TensorImages | None, list[str]]:
-    arrays = fashion_mnist.load(cfg.data_dir, allow_download=cfg.download)
-    train, test = (
-        TensorImages(
-            torch.from_numpy(x.copy())[:, None], torch.from_numpy(y.copy()), [f"{k}:{i}" for i in range(len(y))]
-        )
-        for k, (x, y) in zip(("train", "test"), arrays.values())
-    )
-    return train, test, list(fashion_mnist.CLASSES)
+    made = _tensor_splits(fashion_mnist.load(cfg.data_dir, allow_download=cfg.download))
+    return made["train"], made["test"], list(fashion_mnist.CLASSES)
+
+
+def _idx(cfg: DataConfig) -> tuple[TensorImages, TensorImages | None, list[str]]:
+    arrays, classes = load_idx_folder(cfg.name)
+    made = _tensor_splits(arrays)
+    return made["train"], made.get("test"), classes
 
 
 def _digits(cfg: DataConfig) -> tuple[TensorImages, None, list[str]]:
@@ -164,7 +181,8 @@ def _digits(cfg: DataConfig) -> tuple[TensorImages, None, list[str]]:
 
 
 def _named(cfg: DataConfig, seed: int, size: tuple[int, int] | None) -> DataSplits:
-    full, test, classes = _fashion_mnist(cfg) if cfg.name == "fashion-mnist" else _digits(cfg)
+    loader = {"fashion-mnist": _fashion_mnist, "digits": _digits}.get(cfg.name, _idx)
+    full, test, classes = loader(cfg)
     if test is None:
         keep, held = split_indices(full.labels.numpy(), cfg.test_fraction, seed)
         full, test = full.subset(keep), full.subset(held)
@@ -227,7 +245,7 @@ def load_data(cfg: DataConfig, seed: int = 0, image_size: tuple[int, int] | None
             are brought to it (:func:`cnnkit.data.content.fit_content`), as ``predict`` brings one image.
         classes: for a folder, label its class folders by these names (see :func:`index_folder`).
     """
-    if cfg.name in NAMED:
+    if native_size(cfg.name):
         return _named(cfg, seed, image_size)
     if image_size is None:
         raise ValueError("folder datasets need an image_size")

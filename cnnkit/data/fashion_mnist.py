@@ -7,7 +7,6 @@ otherwise they are downloaded from the official mirror into the cache, SHA-256 v
 
 from __future__ import annotations
 
-import gzip
 import os
 from pathlib import Path
 
@@ -16,10 +15,12 @@ import numpy as np
 from ..errors import CnnkitError
 from ..io import cache_dir
 from .download import download
+from .idx import read_idx
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+REDOWNLOAD = "delete it to re-download"  # what to do with a damaged file: it is fetched again
 
 # SHA-256 of the decompressed IDX payloads: the same whether a copy was recompressed (Debian's is) or not.
 FILES = {
@@ -55,27 +56,6 @@ def fetch(dest: str | Path | None = None, base_url: str | None = None, checksums
     return dest
 
 
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (gzip or raw) as a uint8 array: images ``[N, H, W]`` or labels ``[N]``."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:
-        raise CnnkitError(
-            f"expected a readable IDX file at {str(path)!r}, found {e}; delete it to re-download"
-        ) from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise CnnkitError(f"expected an unsigned-byte IDX file at {str(path)!r}, found another format")
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise CnnkitError(f"expected {int(np.prod(dims))} values in {str(path)!r}, found {data.size}; it is truncated")
-    return data.reshape(dims)
-
-
 def load(data_dir: str | None = None, allow_download: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{"train": (images [60000, 28, 28], labels [60000]), "test": (... [10000] ...)}`` as uint8 arrays."""
     root = locate(data_dir)
@@ -88,6 +68,9 @@ def load(data_dir: str | None = None, allow_download: bool = True) -> dict[str, 
             )
         root = fetch()
     return {
-        split: (read_idx(root / f"{prefix}-images-idx3-ubyte.gz"), read_idx(root / f"{prefix}-labels-idx1-ubyte.gz"))
+        split: (
+            read_idx(root / f"{prefix}-images-idx3-ubyte.gz", REDOWNLOAD),
+            read_idx(root / f"{prefix}-labels-idx1-ubyte.gz", REDOWNLOAD),
+        )
         for split, prefix in (("train", "train"), ("test", "t10k"))
     }

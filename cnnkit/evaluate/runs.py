@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from ..config import Config, DataConfig, from_dict
-from ..data import NAMED, DataSplits, TensorImages, load_data
+from ..data import DataSplits, TensorImages, load_data, native_size
 from ..data.datasets import folder_splits, labels_of
 from ..data.folder import index_folder
 from ..data.splits import as_new_data, check_split, other_data, scored_split
@@ -148,7 +148,7 @@ def split_ids(splits: DataSplits, data_cfg: DataConfig, seed: int, split: str) -
     ds = getattr(splits, split)
     if hasattr(ds, "files"):  # decoded on demand: the dataset keeps its paths
         return [str(p) for p, _ in ds.files]
-    if data_cfg.name not in NAMED:
+    if not native_size(data_cfg.name):  # an image folder: its files
         skipped = {p for p, _ in splits.skipped}
         index = index_folder(data_cfg.name, splits.classes)  # the same labelling and carving load_data did
         files = [(p, lbl) for p, lbl in folder_splits(index, data_cfg, seed).get(split, []) if str(p) not in skipped]

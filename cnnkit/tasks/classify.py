@@ -19,7 +19,7 @@ import torchvision.transforms.v2 as v2
 from torch import Tensor, nn
 
 from ..config import Config
-from ..data import NAMED, DataSplits, load_data
+from ..data import DataSplits, load_data, native_size
 from ..data.augment import BatchAugment, preset
 from ..data.content import describe_content
 from ..errors import CnnkitError
@@ -32,14 +32,14 @@ from .objective import Objective, class_weights
 
 
 def input_size(cfg: Config) -> tuple[int, int] | None:
-    """(H, W) the images are resized to: ``data.image_size``, else the model's own size for folders and
-    fixed-size models, else ``None`` (a named dataset's native size)."""
+    """(H, W) the images are resized to: ``data.image_size``, else the model's own size for image folders and
+    fixed-size models, else ``None`` (the native size of a named dataset or an IDX folder)."""
     if cfg.data.image_size:
         return (cfg.data.image_size, cfg.data.image_size)
     info = model_info(cfg.model.name)
     with torch.device("meta"):
         fixed = getattr(info.builder(), "fixed_input", False)
-    return info.default_input[1:] if fixed or cfg.data.name not in NAMED else None
+    return info.default_input[1:] if fixed or not native_size(cfg.data.name) else None
 
 
 def model_kwargs(cfg: Config) -> dict[str, Any]:
