@@ -17,8 +17,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrained", action="store_true", default=None, help="fine-tune from published ImageNet weights")
     p.add_argument("--weights", metavar="PATH", help="fine-tune from a local state dict (.safetensors/.pt/.pth)")
     p.add_argument("--freeze", metavar="GROUPS", help="keep groups frozen: all-but-head | N | stem,stage1,…")
-    p.add_argument("--data", help="fashion-mnist, digits, a folder of class sub-folders, or (localize) a YOLO"
-                   " data.yaml, COCO .json, VOC folder or .csv of boxes; default fashion-mnist")  # fmt: skip
+    p.add_argument("--data", help="fashion-mnist, digits, a folder of class sub-folders, a folder of IDX files"
+                   " (MNIST's format), or (localize) a YOLO data.yaml, COCO .json, VOC folder or .csv of boxes; default"
+                   " fashion-mnist")  # fmt: skip
     p.add_argument("--data-dir", help="where named datasets are looked for and cached")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=batch_size, help="images per step: N, 1 (stochastic) or full (batch GD)")
