@@ -1,5 +1,6 @@
 """The one web page ``cnnkit serve`` shows: drop or pick an image, see the top-5 classes with bars and the
-Grad-CAM overlay (a classifier) or the image with its box drawn (a localiser). It calls ``POST /predict``."""
+Grad-CAM overlay (a classifier), the image with its box drawn (a localiser), or the objects found, with bars of
+their scores, and the image with their boxes or masks drawn (a detector or segmenter). It calls ``POST /predict``."""
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>cnnkit · {title}</title>
@@ -26,7 +27,7 @@ PAGE = """<!doctype html>
 <div class="row">
  <div><h3>Image</h3><img id="preview" alt=""></div>
  <div><h3 id="overlay-title"></h3><img id="overlay" alt=""></div>
- <div><h3>Top classes</h3><div id="top1"></div><div id="bars"></div></div>
+ <div><h3 id="results-title">Top classes</h3><div id="top1"></div><div id="bars"></div></div>
 </div>
 <script>
 const drop = document.getElementById("drop"), input = document.getElementById("file");
@@ -38,11 +39,16 @@ async function send(file) {{
   const r = await fetch("predict?overlay=true", {{ method: "POST", body }});
   const out = await r.json();
   if (!r.ok) {{ document.getElementById("error").textContent = out.detail; return; }}
-  document.getElementById("top1").innerHTML = "<b id='top1-label'>" + esc(out.label) + "</b> " +
-      (100 * out.probability).toFixed(1) + "%";
-  document.getElementById("bars").innerHTML = out.topk.map(t =>
-      `<div class="bar"><span title="${{esc(t.label)}}">${{esc(t.label)}}</span>` +
-      `<div style="width:${{(12 * t.probability).toFixed(2)}}em"></div>${{(100 * t.probability).toFixed(1)}}%</div>`
+  const objects = out.objects !== undefined;  // a detector's or segmenter's answer
+  const rows = objects ? out.objects.map(o => [o.label, o.score]) : out.topk.map(t => [t.label, t.probability]);
+  document.getElementById("results-title").textContent =
+      objects ? `Objects found (${{rows.length}})` : "Top classes";
+  document.getElementById("top1").innerHTML = rows.length
+      ? "<b id='top1-label'>" + esc(rows[0][0]) + "</b> " + (100 * rows[0][1]).toFixed(1) + "%"
+      : "<b id='top1-label'>none</b> above the score threshold";
+  document.getElementById("bars").innerHTML = rows.map(([label, p]) =>
+      `<div class="bar"><span title="${{esc(label)}}">${{esc(label)}}</span>` +
+      `<div style="width:${{(12 * p).toFixed(2)}}em"></div>${{(100 * p).toFixed(1)}}%</div>`
   ).join("");
   const ov = document.getElementById("overlay");
   document.getElementById("overlay-title").textContent = out.overlay_kind || "";

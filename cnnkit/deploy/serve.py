@@ -1,7 +1,8 @@
 """``cnnkit serve``: a web page and a JSON API for one model (FastAPI + uvicorn).
 
 ``GET /`` the page; ``POST /predict`` (multipart field ``file``; ``?overlay=true`` adds a PNG data URL: Grad-CAM
-for a classifier on the PyTorch backend, the box drawn for a localiser); ``GET /health``; ``/docs`` OpenAPI.
+for a classifier on the PyTorch backend, the box drawn for a localiser, the boxes or masks of a detector or
+segmenter, whose objects ``?conf=`` thresholds); ``GET /health``; ``/docs`` OpenAPI.
 Limits a trusted server has: a body over ``max_bytes`` gets 413 before it is read in full, anything that does not
 decode as an image 415 (decompression bombs included, through ``cnnkit.data.images``), more than
 ``max_in_flight`` requests at once 503 (no unbounded queue), an upload that stalls or dawdles 408 (it would
@@ -128,7 +129,7 @@ def create_app(predictor: Any, *, max_bytes: int = 10_000_000, max_in_flight: in
                upload_s: float = UPLOAD_S, stall_s: float = STALL_S) -> Any:  # fmt: skip
     """The FastAPI app serving ``predictor`` (a ``cnnkit.load`` or ``load_onnx`` predictor); the limits as
     :class:`Limits` takes them."""
-    from fastapi import FastAPI, File, HTTPException, UploadFile
+    from fastapi import FastAPI, File, HTTPException, Query, UploadFile
     from fastapi.responses import HTMLResponse
 
     card, lock = predictor.card, threading.Lock()  # one model call at a time: Grad-CAM hooks are not re-entrant
@@ -147,11 +148,12 @@ def create_app(predictor: Any, *, max_bytes: int = 10_000_000, max_in_flight: in
                 "backend": backend}  # fmt: skip
 
     @app.post(PREDICT)
-    def predict(file: UploadFile = File(...), overlay: bool = False, topk: int = 5) -> dict:  # noqa: B008
+    def predict(file: UploadFile = File(...), overlay: bool = False, topk: int = 5,  # noqa: B008
+                conf: float | None = Query(None, ge=0, le=1)) -> dict:  # fmt: skip
         try:
             image = decode_upload(file.file.read(), side)
             with lock:
-                return predict_one(predictor, image, max(1, min(topk, 20)), overlay)
+                return predict_one(predictor, image, max(1, min(topk, 20)), overlay, conf)
         except BadImageError as e:  # undecodable, or pixels that can't be converted (NaN floats, a broken palette)
             raise HTTPException(415, f"expected an image file, found {e.reason}") from None
 
@@ -167,21 +169,53 @@ def warm_up(predictor: Any) -> None:
     predictor.predict([Image.new("L" if c == 1 else "RGB", (w, h), 128)])
 
 
-def predict_one(predictor: Any, image: Image.Image, topk: int, overlay: bool) -> dict[str, Any]:
-    """One decoded image (upright Pillow image) -> the JSON answer (top-k; the box; an overlay when asked)."""
-    pred = predictor.predict([image], topk=topk)[0]
-    out = {"task": predictor.card.task, "label": pred.label, "probability": pred.probability,
-           "topk": [{"label": n, "probability": p} for n, p in pred.topk]}  # fmt: skip
-    if getattr(pred, "box", None) is not None:
-        out["box"] = list(pred.box)
+def predict_one(predictor: Any, image: Image.Image, topk: int, overlay: bool, conf: float | None = None
+                ) -> dict[str, Any]:  # fmt: skip
+    """One decoded image (upright Pillow image) -> the JSON answer (:func:`answer`; an overlay when asked).
+    ``conf``: the score a detector's or segmenter's object needs (None: the task's own threshold)."""
+    finds_objects = hasattr(predictor, "render")
+    options = {"conf": conf} if finds_objects and conf is not None else {}
+    pred = predictor.predict([image], topk=topk, **options)[0]
+    out = {"task": predictor.card.task} | answer(pred)
     if overlay:
         out |= _overlay(predictor, image, pred)
     return out
 
 
+def answer(pred: Any) -> dict[str, Any]:
+    """One prediction as JSON: a classifier's label, probability and top-k (and a localiser's box); a detector's or
+    a segmenter's ``objects``, best first, each with label, class index, score and box (pixels of the upload,
+    ``x1 y1 x2 y2``), and a segmenter's mask as COCO's compressed RLE (``size`` [h, w], ``counts``)."""
+    if hasattr(pred, "objects"):
+        objects = pred.to_dict()["objects"]
+        if getattr(pred, "masks", None) is not None:
+            for o, rle in zip(objects, coco_rle(pred.masks)):
+                o["mask"] = rle
+        return {"objects": objects}
+    out = {"label": pred.label, "probability": pred.probability,
+           "topk": [{"label": n, "probability": p} for n, p in pred.topk]}  # fmt: skip
+    if getattr(pred, "box", None) is not None:
+        out["box"] = list(pred.box)
+    return out
+
+
+def coco_rle(masks: Tensor) -> list[dict[str, Any]]:
+    """bool masks Tensor[D, H, W] -> D COCO compressed RLEs ``{"size": [H, W], "counts": str}`` (pycocotools)."""
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    if not len(masks):
+        return []
+    encoded = mask_utils.encode(np.asfortranarray(masks.permute(1, 2, 0).numpy().astype(np.uint8)))
+    return [{"size": [int(v) for v in e["size"]], "counts": e["counts"].decode("ascii")} for e in encoded]
+
+
 def _overlay(predictor: Any, image: Image.Image, pred: Any) -> dict[str, str]:
     from ..drawing import draw_boxes
 
+    if hasattr(predictor, "render"):  # detectors and segmenters draw their objects
+        kind = "Masks" if getattr(pred, "masks", None) is not None else "Boxes"
+        return {"overlay": _png_url(predictor.render(image, pred)), "overlay_kind": kind}
     if getattr(pred, "box", None) is not None:
         rgb = pil_to_tensor(image, 3, None)  # uint8 Tensor[3, H, W] at the upload's size, where the box is
         drawn = draw_boxes(rgb, torch.tensor([pred.box]), [f"{pred.label} {pred.probability:.0%}"], ["lime"])

@@ -98,17 +98,19 @@ class DetectPredictor(Predictor):
             out.append(ImageDetections(objects))
         return out
 
+    def render(self, image: ImageLike, pred: ImageDetections) -> Tensor:
+        """``image`` with its boxes, classes and scores drawn: uint8 Tensor[3, H·s, W·s] (small images enlarged)."""
+        pixels = full_image(image)
+        boxes = torch.tensor([o.box for o in pred.objects]).reshape(-1, 4)
+        return draw_boxes(pixels, boxes, [f"{o.label} {o.score:.0%}" for o in pred.objects],
+                          ["lime"] * len(pred.objects), scale=max(1, 256 // max(pixels.shape[-2:])))  # fmt: skip
+
     def draw(self, images: list[ImageLike], preds: list[ImageDetections], out_dir: str | Path) -> list[Path]:
-        """Write each image with its boxes, classes and scores drawn, as ``OUT/<name>_boxes.png``."""
+        """Write each image as :meth:`render` draws it, as ``OUT/<name>_boxes.png``."""
         written = []
         for n, (im, p) in enumerate(zip(images, preds)):
-            pixels = full_image(im)
-            scale = max(1, 256 // max(pixels.shape[-2:]))
-            boxes = torch.tensor([o.box for o in p.objects]).reshape(-1, 4)
-            drawn = draw_boxes(pixels, boxes, [f"{o.label} {o.score:.0%}" for o in p.objects],
-                               ["lime"] * len(p.objects), scale=scale)  # fmt: skip
             name = Path(im).stem if isinstance(im, (str, Path)) else f"image_{n}"
-            written.append(save_png(drawn, Path(out_dir) / f"{name}_boxes.png"))
+            written.append(save_png(self.render(im, p), Path(out_dir) / f"{name}_boxes.png"))
         return written
 
 

@@ -129,16 +129,20 @@ class SegmentPredictor(Predictor):
             out.append(ImageInstances(objects, masks))
         return out
 
+    def render(self, image: ImageLike, pred: ImageInstances) -> Tensor:
+        """``image`` with every object's mask in its own colour and its label: uint8 Tensor[3, H·s, W·s] (small
+        images enlarged)."""
+        pixels = full_image(image)
+        boxes = torch.tensor([o.box for o in pred.objects]).reshape(-1, 4)
+        labels = [f"{o.label} {o.score:.0%}" for o in pred.objects]
+        return overlay(pixels, pred.masks, boxes, labels, scale=max(1, 256 // max(pixels.shape[-2:])))
+
     def draw(self, images: list[ImageLike], preds: list[ImageInstances], out_dir: str | Path) -> list[Path]:
-        """Write each image with every object's mask in its own colour and its label, as ``OUT/<name>_masks.png``."""
+        """Write each image as :meth:`render` draws it, as ``OUT/<name>_masks.png``."""
         written = []
         for n, (im, p) in enumerate(zip(images, preds)):
-            pixels = full_image(im)
-            boxes = torch.tensor([o.box for o in p.objects]).reshape(-1, 4)
-            labels = [f"{o.label} {o.score:.0%}" for o in p.objects]
-            drawn = overlay(pixels, p.masks, boxes, labels, scale=max(1, 256 // max(pixels.shape[-2:])))
             name = Path(im).stem if isinstance(im, (str, Path)) else f"image_{n}"
-            written.append(save_png(drawn, Path(out_dir) / f"{name}_masks.png"))
+            written.append(save_png(self.render(im, p), Path(out_dir) / f"{name}_masks.png"))
         return written
 
 

@@ -4,11 +4,18 @@ top-1 must be the predictor's and the Grad-CAM overlay must have rendered. Saves
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
+
+from tests.deploy.test_export_detect import scene_images, sure_of_itself
+from tests.detection.conftest import det_scenes, yolo_run  # noqa: F401 - shared fixtures
 
 from .conftest import served
 
@@ -34,33 +41,64 @@ def server():
         yield f"http://127.0.0.1:{port}/", predictor
 
 
-def test_upload_a_photo_and_see_top1_and_the_overlay(server, tmp_path):
+@contextlib.contextmanager
+def chromium(tmp_path: Path) -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Selenium; always quit."""
     from selenium import webdriver
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-    from skimage import data
 
-    url, predictor = server
-    photo = tmp_path / "chelsea.png"
-    Image.fromarray(data.chelsea()).save(photo)
-    want = predictor.predict([photo], topk=1)[0].label  # the predictor's own answer, not a copied string
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for flag in (*FLAGS, f"--user-data-dir={tmp_path / 'profile'}"):
         opts.add_argument(flag)
     driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=DRIVER))
     try:
-        driver.get(url)
-        driver.find_element(By.ID, "file").send_keys(str(photo))
-        WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.ID, "top1-label"))
+        yield driver
+    finally:
+        driver.quit()
+
+
+def upload(driver: Any, url: str, image: Path, overlay_width: int) -> None:
+    """Open the page, pick ``image``, and wait for the answer and for the overlay, ``overlay_width`` pixels wide."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+    driver.find_element(By.ID, "file").send_keys(str(image))
+    WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.ID, "top1-label"))
+    js = "const i = document.getElementById('overlay'); return i.complete ? i.naturalWidth : 0"
+    WebDriverWait(driver, 10).until(lambda d: d.execute_script(js) == overlay_width)
+
+
+def test_upload_a_photo_and_see_top1_and_the_overlay(server, tmp_path):
+    from selenium.webdriver.common.by import By
+    from skimage import data
+
+    url, predictor = server
+    photo = tmp_path / "chelsea.png"
+    Image.fromarray(data.chelsea()).save(photo)
+    want = predictor.predict([photo], topk=1)[0].label  # the predictor's own answer, not a copied string
+    with chromium(tmp_path) as driver:
+        upload(driver, url, photo, 224)  # Lite0's 224×224 Grad-CAM view
         assert driver.find_element(By.ID, "top1-label").text == want
-        js = "const i = document.getElementById('overlay'); return i.complete ? i.naturalWidth : 0"
-        WebDriverWait(driver, 10).until(lambda d: d.execute_script(js) == 224)  # Lite0's 224×224 Grad-CAM view
         assert len(driver.find_elements(By.CSS_SELECTOR, "#bars .bar")) == 5
         shot = tmp_path / "serve_page.png"
         driver.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000
         if os.environ.get("CNNKIT_SCREENSHOT"):  # e.g. docs/images/serve_page.png for the README
             shutil.copy(shot, os.environ["CNNKIT_SCREENSHOT"])
-    finally:
-        driver.quit()
+
+
+def test_a_detectors_page_lists_the_objects_and_draws_their_boxes(yolo_run, det_scenes, tmp_path):  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    from cnnkit.deploy import load_predictor
+    from cnnkit.deploy.serve import create_app
+
+    images = scene_images(det_scenes)
+    predictor = load_predictor(sure_of_itself(yolo_run, tmp_path / "sure", images))
+    image, want = next((im, p.objects) for im, p in zip(images, predictor.predict(images)) if p.objects)
+    with served(create_app(predictor)) as port, chromium(tmp_path) as driver:
+        upload(driver, f"http://127.0.0.1:{port}/", image, 256)  # the 32×32 scene with its boxes, drawn 8× larger
+        assert driver.find_element(By.ID, "results-title").text == f"Objects found ({len(want)})"
+        assert driver.find_element(By.ID, "top1-label").text == want[0].label
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#bars .bar")) == len(want)
