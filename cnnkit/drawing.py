@@ -18,6 +18,8 @@ def draw_boxes(
     if scale > 1:
         image = F.interpolate(image[None].float(), scale_factor=scale, mode="nearest")[0].to(torch.uint8)
         boxes = boxes * scale
+    if not len(boxes):  # nothing to draw (torchvision would warn)
+        return image
     h, w = image.shape[-2:]
     boxes = boxes.clone().float()
     boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w - 1)
