@@ -89,7 +89,7 @@ class Embedder(nn.Module):
         """x: Tensor[B, C, H, W] normalised images -> Tensor[B, dim]: unit L2 norm, except the PCA embedding of a
         fitted model in eval mode without ``pca_l2``."""
         f = self.backbone.forward_features(x)
-        if self.grid and not self.training and bool(self.fitted):
+        if self.grid and not self.training and not self.fitted.is_meta and bool(self.fitted):  # meta: `explain`
             e = (self.pooled(f) - self.centre) @ self.basis
             return F.normalize(e, dim=1) if self.pca_l2 else e
         h = self.backbone.forward_head(f, pre_logits=True)

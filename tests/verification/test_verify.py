@@ -395,3 +395,9 @@ def test_a_run_from_before_held_out_validation_identities_is_evaluated_as_it_was
     assert cli("evaluate", out)[0] == 0
     chosen_on = json.loads((out / "verify.json").read_text())["chosen_on"]
     assert chosen_on.split()[1:] == ["validation", "pairs"], chosen_on  # of the training identities' held-out images
+
+
+def test_explain_a_verify_run_shows_its_embedding_layer(run: Path, cli) -> None:
+    code, out, err = cli("explain", run)  # on the meta device: the fitted flag has no value there
+    assert code == 0, err
+    assert "embed" in out and "Linear 128→128" in out and out.rstrip().endswith("output 128")
