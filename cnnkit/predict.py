@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from .data.content import fit_content
 from .data.images import ONE_IMAGE, BadImageError, contiguous, pixels, read_image, resize, to_mode
 from .engine.checkpoint import load_weights
+from .errors import CnnkitError
 from .models import create_model
 from .runcard import InputSpec, RunCard, model_path, read_card
 from .runtime import Normalize, inference_copy, resolve_device
@@ -67,9 +68,18 @@ class Predictor:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str = "cpu", weights: str = "model.safetensors") -> Predictor:
-        """A classification run's predictor (``cnnkit.load`` picks the predictor of the run's task)."""
+        """A classification run's predictor (``cnnkit.load`` picks the predictor of the run's task).
+
+        Raises:
+            CnnkitError: a run of another task (its weights are not a classifier's).
+        """
         run_dir = Path(run_dir)
         card = read_card(run_dir)
+        if card.task != "classify":
+            raise CnnkitError(
+                f"expected a classify run in {str(run_dir)!r}, found a {card.task} run; this needs a classifier"
+                " (`cnnkit predict`, `evaluate` and `export` take a run of any task)"
+            )
         model = create_model(model_path(card, run_dir), num_classes=card.num_classes, in_chans=card.input.channels,
                              **card.model_kwargs)  # fmt: skip
         load_weights(model, run_dir / weights)

@@ -156,3 +156,12 @@ def test_detect_windows_command_counts_windows_and_prints_boxes(digits_run, tmp_
     found = json.loads(capsys.readouterr().out)
     assert found["windows"] == 9 * 9  # 60 px: (60 − 28) / 4 + 1 = 9 per side; at 0.4 the image is under 28 px
     assert found["objects"] and all(len(o["box"]) == 4 for o in found["objects"])
+
+
+def test_a_run_of_another_task_is_refused_in_one_line(yolo_run, tmp_path, cli):
+    from PIL import Image
+
+    path = tmp_path / "scene.png"
+    Image.new("RGB", (32, 32)).save(path)
+    code, _, err = cli("detect", "windows", yolo_run, path)  # a detector's weights are not a classifier's
+    assert code == 2 and "expected a classify run in" in err and "found a detect run" in err
