@@ -93,8 +93,10 @@ def read_card(run_dir: str | Path) -> RunCard:
     """The run card of ``run_dir`` (a clear error when the directory or its card is missing or damaged)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
+        found = "a file" if run_dir.exists() else "nothing"
+        onnx = "; an exported .onnx file goes to `cnnkit predict` or `serve`" if run_dir.suffix == ".onnx" else ""
         raise CnnkitError(
-            f"expected a run directory, found nothing at {str(run_dir)!r}; pass the folder `cnnkit train` wrote"
+            f"expected a run directory, found {found} at {str(run_dir)!r}; pass the folder `cnnkit train` wrote{onnx}"
         )
     return RunCard.from_dict(read_json(run_dir / CARD), str(run_dir / CARD))
 

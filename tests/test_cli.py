@@ -67,7 +67,12 @@ def test_evaluate_and_predict_a_run(cli, digits_run, tmp_path):
 
 def test_evaluate_missing_run(cli, tmp_path):
     code, _, err = cli("evaluate", tmp_path / "missing")
-    assert code == 2 and "run directory" in err
+    assert code == 2 and "run directory, found nothing at" in err
+    (tmp_path / "model.onnx").write_bytes(b"an exported model")
+    code, _, err = cli("evaluate", tmp_path / "model.onnx")
+    assert code == 2 and "found a file at" in err and "`cnnkit predict` or `serve`" in err
+    code, _, err = cli("explain", tmp_path / "model.onnx")
+    assert code == 2 and "found the ONNX file" in err and "explain the run it was exported from" in err
 
 
 def test_visualize_units_is_reached_as_two_words(cli, digits_run, tmp_path):

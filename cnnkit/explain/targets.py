@@ -32,6 +32,11 @@ def load_target(
             card = dataclasses.replace(card, input=InputSpec(shape[0], card.input.height, card.input.width))
         with torch.device("meta"):
             return build_from_card(card, path), shape, f"{card.model} (run {path.name}, task {card.task})"
+    if path.is_file() and path.suffix == ".onnx":
+        raise CnnkitError(
+            f"expected a model name, a layer-list .yaml or a run directory, found the ONNX file {target!r}; explain"
+            " the run it was exported from"
+        )
     shape = shape or model_info(target).default_input
     with torch.device("meta"):
         return create_model(target, num_classes=num_classes, in_chans=shape[0]), shape, target
