@@ -1,4 +1,5 @@
-"""``cnnkit verify RUN A B`` (same or different), ``cnnkit verify enroll RUN --gallery DIR`` (store embeddings
+"""``cnnkit verify RUN A B`` (same or different; RUN may be the ``.onnx`` file ``cnnkit export`` wrote of a verify run,
+whose threshold travels in it), ``cnnkit verify enroll RUN --gallery DIR`` (store embeddings
 per identity), ``cnnkit verify identify RUN IMAGE…`` (the nearest enrolled identities, or "unknown") and
 ``cnnkit verify pairs RUN --pairs pairs.txt --root DIR`` (LFW's standard evaluation: 10-fold accuracy, each fold
 at the threshold chosen on the other 9, its mean ± std; ROC AUC, EER and TAR@FAR over all pairs).
@@ -60,9 +61,7 @@ def run_verify(args: argparse.Namespace) -> int:
         return _pairs(words[1:], args)
     if len(words) != 3:
         raise CnnkitError(f"expected RUN A B (a run and two images), found {len(words)} argument(s); usage: {USAGE}")
-    from ..tasks.verify import EmbeddingPredictor
-
-    pred = EmbeddingPredictor.from_run(words[0])
+    pred = _embedder(words[0])
     emb, threshold = _embed(pred, words[1:], args), pred.threshold()
     dist = float((emb[0] - emb[1]).square().sum())
     same = dist <= threshold
@@ -73,6 +72,20 @@ def run_verify(args: argparse.Namespace) -> int:
             f"{'same' if same else 'different'}: distance {dist:.4f} {'≤' if same else '>'} threshold {threshold:.4f}"
         )
     return 0
+
+
+def _embedder(source: str) -> Any:
+    """A verify run's embedder, or an exported verify model's (an ``.onnx`` file: its threshold is in it)."""
+    from ..tasks.verify import EmbeddingPredictor
+
+    if not source.endswith(".onnx"):
+        return EmbeddingPredictor.from_run(source)
+    from ..deploy import load_onnx
+
+    pred = load_onnx(source)
+    if not isinstance(pred, EmbeddingPredictor):
+        raise CnnkitError(f"expected a verify model in {source!r}, found a {pred.card.task} model")
+    return pred
 
 
 def _enroll(words: list[str], args: argparse.Namespace) -> int:

@@ -322,12 +322,13 @@ class EmbeddingPredictor:
         """``verify.json``: ``threshold`` (same identity when the squared distance is ≤ it), ``distance`` and
         ``chosen_on``; chosen on the validation pairs and saved on first use.
 
+        An exported model's record is the one ``cnnkit export`` wrote into the file's metadata.
+
         Raises:
-            CnnkitError: a predictor without a run directory (from an exported file).
+            CnnkitError: an exported file without the record.
         """
         if self.run_dir is None:
-            raise CnnkitError("expected a verify run directory for its threshold, found an exported model; read"
-                              " the threshold from the .onnx file's metadata (cnnkit.threshold)")  # fmt: skip
+            return exported_threshold(self.model)
         path = self.run_dir / THRESHOLD_FILE
         if not path.is_file():
             evaluate_run(self.run_dir, device=str(self.device))  # writes it
@@ -336,6 +337,18 @@ class EmbeddingPredictor:
     def threshold(self) -> float:
         """The distance threshold chosen on the validation pairs (computed and saved on first use)."""
         return float(self.threshold_record()["threshold"])
+
+
+def exported_threshold(model: Any) -> dict[str, Any]:
+    """The ``verify.json`` record that ``cnnkit export`` keeps in an exported model's metadata (``cnnkit.threshold``,
+    ``cnnkit.distance``, ``cnnkit.threshold_chosen_on``); ``model`` is an ONNX Runtime model (``OrtModule``)."""
+    session = getattr(model, "session", None)
+    meta = session.get_modelmeta().custom_metadata_map if session is not None else {}
+    if "cnnkit.threshold" not in meta:
+        raise CnnkitError("expected the distance threshold in the exported model's metadata (cnnkit.threshold),"
+                          " found none; export the verify run again with `cnnkit export`")  # fmt: skip
+    return {"threshold": float(meta["cnnkit.threshold"]), "distance": meta.get("cnnkit.distance", ""),
+            "chosen_on": meta.get("cnnkit.threshold_chosen_on", "")}  # fmt: skip
 
 
 def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", data_dir: str | None = None,

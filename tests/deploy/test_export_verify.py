@@ -60,3 +60,23 @@ def test_predict_on_a_verify_run_or_its_file_is_one_line(run, dcli, tmp_path):  
     for source in (run, out):  # serve refuses before it binds a port (a free one: it must not get that far)
         code, _, err = dcli("serve", source, "--port", "0")
         assert code == 2 and len(err.strip().splitlines()) == 1 and "verify run" in err, err
+
+
+def test_the_exported_file_alone_verifies_as_the_run_does(run, digits_run, dcli, tmp_path):  # noqa: F811
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    Image.fromarray(_digits(8)[7]).save(a)
+    Image.fromarray(_digits(8)[3]).save(b)
+    out = tmp_path / "verify.onnx"
+    assert dcli("export", run, "--out", out)[0] == 0
+    code, by_run, err = dcli("verify", run, a, b, "--json")
+    assert code == 0, err
+    code, by_file, err = dcli("verify", out, a, b, "--json")  # its threshold comes from the file's metadata
+    assert code == 0, err
+    by_run, by_file = json.loads(by_run), json.loads(by_file)
+    assert by_file["threshold"] == by_run["threshold"] and by_file["same"] == by_run["same"]
+    assert abs(by_file["distance"] - by_run["distance"]) < 1e-4
+    code, _, err = dcli("verify", tmp_path / "missing.onnx", a, b)
+    assert code == 2 and "expected an .onnx file, found nothing" in err
+    assert dcli("export", digits_run, "--out", tmp_path / "classifier.onnx")[0] == 0
+    code, _, err = dcli("verify", tmp_path / "classifier.onnx", a, b)
+    assert code == 2 and "expected a verify model in" in err and "found a classify model" in err
