@@ -72,8 +72,10 @@ def _system(part: Path | str) -> bool:
 
 
 def _split_folder(root: Path, split: str) -> Path | None:
-    """``root``'s folder for ``split`` under any of its names (:data:`SPLIT_FOLDERS`), or None."""
-    return next((root / n for n in SPLIT_FOLDERS[split] if (root / n).is_dir()), None)
+    """``root``'s folder for ``split`` under any of its names (:data:`SPLIT_FOLDERS`), in any case (Kaggle's copies
+    write ``Training``/``Testing`` or ``TRAIN``/``TEST``; the lower-case name first when both exist), or None."""
+    folders = sorted((d for d in root.iterdir() if d.is_dir()), key=lambda d: d.name != d.name.lower())
+    return next((d for n in SPLIT_FOLDERS[split] for d in folders if d.name.lower() == n), None)
 
 
 def class_name(folder: Path) -> str:

@@ -127,9 +127,11 @@ def test_on_demand_decoding_when_over_the_memory_budget(tmp_path, monkeypatch):
     assert x.shape == (1, 8, 8) and y in (0, 1)
 
 
-@pytest.mark.parametrize("names", [("training", "validation", "testing"), ("train", "valid", "test")])
+@pytest.mark.parametrize("names", [("training", "validation", "testing"), ("train", "valid", "test"),
+                                   ("Training", "Validation", "Testing"), ("TRAIN", "VAL", "TEST")])  # fmt: skip
 def test_split_folders_named_as_other_tools_name_them(tmp_path, names):
-    """The MNIST PNG sets' training/ and testing/, Roboflow's valid/: splits, not two or three classes."""
+    """The MNIST PNG sets' training/ and testing/, Roboflow's valid/, Kaggle's capitalised copies: splits, not two or
+    three classes."""
     for split, n in zip(names, (6, 2, 3)):
         make_folder(tmp_path / split, per_class=n)
     d = load_data(DataConfig(name=str(tmp_path)), image_size=(8, 8))
