@@ -22,6 +22,7 @@ from ..config import Config
 from ..data import DataSplits, load_data, native_size
 from ..data.augment import BatchAugment, preset
 from ..data.content import describe_content
+from ..data.folder import index_folder
 from ..errors import CnnkitError
 from ..evaluate.metrics import classification_metrics, collect_logits, macro_f1
 from ..models import create_model, model_info
@@ -29,6 +30,20 @@ from ..predict import Predictor
 from ..runcard import RunCard
 from ..runtime import Normalize
 from .objective import Objective, class_weights
+
+
+def need_two_classes(classes: list[str], source: str) -> None:
+    """Refuse fewer than two classes; a lone class folder that holds folders itself is named as the likely root (a
+    dataset unzipped into a folder of its own)."""
+    if len(classes) >= 2:
+        return
+    hint = "add a folder per class"
+    inner = Path(source) / classes[0] if classes else None
+    if inner is not None and inner.is_dir() and any(d.is_dir() for d in inner.iterdir()):
+        hint = f"if {classes[0]!r} holds the class (or train/test) folders, pass --data {inner}"
+    raise CnnkitError(
+        f"expected at least 2 classes to tell apart, found {len(classes)} ({', '.join(classes)}) in {source!r}; {hint}"
+    )
 
 
 def input_size(cfg: Config) -> tuple[int, int] | None:
@@ -63,12 +78,10 @@ class Classify:
 
     # ---- training ---------------------------------------------------------------------------------------------
     def load_data(self, cfg: Config) -> DataSplits:
+        if not native_size(cfg.data.name):  # an image folder: its classes are checked before any image is decoded
+            need_two_classes(index_folder(cfg.data.name).classes, cfg.data.name)
         data = load_data(cfg.data, seed=cfg.train.seed, image_size=input_size(cfg))
-        if len(data.classes) < 2:
-            raise CnnkitError(
-                f"expected at least 2 classes to tell apart, found {len(data.classes)} ({', '.join(data.classes)}) in"
-                f" {data.source!r}; add a folder per class"
-            )
+        need_two_classes(data.classes, data.source)
         return data
 
     def build_model(self, cfg: Config, data: DataSplits) -> nn.Module:

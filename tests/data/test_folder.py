@@ -147,3 +147,13 @@ def test_what_macos_and_windows_leave_in_folders_is_not_data(tmp_path):
     (tmp_path / "b" / "desktop.ini").write_text("[.ShellClassInfo]\n")
     d = load_data(DataConfig(name=str(tmp_path), val_fraction=0.2, test_fraction=0.2), image_size=(8, 8))
     assert d.classes == ["a", "b"] and len(d.train) + len(d.val) + len(d.test) == 10 and not d.skipped
+
+
+def test_one_class_is_refused_before_decoding_and_a_wrapping_folder_is_named(tmp_path, cli):
+    make_folder(tmp_path / "zip" / "flowers" / "train", classes=("rose", "tulip"), per_class=3)
+    code, _, err = cli("train", "--data", tmp_path / "zip", "--epochs", "1", "--out", tmp_path / "run")
+    assert code == 2 and "found 1 (flowers)" in err and f"pass --data {tmp_path / 'zip' / 'flowers'}" in err
+    make_folder(tmp_path / "one", classes=("rose",), per_class=3)
+    (tmp_path / "one" / "rose" / "9.png").write_bytes(b"not an image: decoding it would fail first")
+    code, _, err = cli("train", "--data", tmp_path / "one", "--epochs", "1", "--out", tmp_path / "run")
+    assert code == 2 and "found 1 (rose)" in err and "add a folder per class" in err
