@@ -71,6 +71,36 @@ def test_predict_bad_image_is_one_line(cli, digits_run, tmp_path):
     assert code == 2 and "x.png" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_folder_streams_in_chunks_and_skip_bad_predicts_the_others(cli, digits_run, digit_files, tmp_path,
+                                                                      monkeypatch):  # fmt: skip
+    import cnnkit.cli.predict as predict_cli
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for f, _ in digit_files[:5]:
+        (folder / f.name).write_bytes(f.read_bytes())
+    code, whole, _ = cli("predict", digits_run, folder, "--json")
+    assert code == 0 and len(json.loads(whole)) == 5
+    monkeypatch.setattr(predict_cli, "CHUNK", 2)  # 5 images: chunks of 2, 2 and 1
+    code, chunked, _ = cli("predict", digits_run, folder, "--json")
+    assert code == 0 and [(r["image"], r["label"]) for r in json.loads(chunked)] == [
+        (r["image"], r["label"]) for r in json.loads(whole)
+    ]  # the same images and answers (probabilities agree to float rounding: the batches differ)
+    assert [r["probability"] for r in json.loads(chunked)] == pytest.approx(
+        [r["probability"] for r in json.loads(whole)]
+    )
+
+    (folder / "2_broken.png").write_bytes(b"not a png")  # in the second chunk, sorted among the others
+    code, _, err = cli("predict", digits_run, folder)
+    assert code == 2 and "2_broken.png" in err and "pass --skip-bad to predict the others" in err
+    code, out, err = cli("predict", digits_run, folder, "--skip-bad", "--json")
+    rows = json.loads(out)  # the JSON stays whole: what was skipped is said on stderr
+    assert code == 0 and [r["image"] for r in rows] == [r["image"] for r in json.loads(whole)]
+    assert f"skipped {folder / '2_broken.png'}: " in err and "5 images in" in err and "1 skipped" in err
+    code, out, _ = cli("predict", digits_run, folder, "--skip-bad")
+    assert code == 0 and [line.split(":")[0] for line in out.splitlines()] == [r["image"] for r in rows]
+
+
 def test_load_not_a_run(tmp_path):
     with pytest.raises(CnnkitError, match="model.json"):
         cnnkit.load(tmp_path)

@@ -20,6 +20,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--topk", type=int, default=3, help="how many classes to show per image (default 3)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--out", metavar="DIR", help="also write each image with its prediction drawn (boxes, labels)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave out (and list) files that are not readable images, and predict the others")  # fmt: skip
     p.add_argument("--backend", choices=("eager", "onnxruntime"), default="eager",
                    help="PyTorch (eager, default) or ONNX Runtime (exports the run to RUN/model.onnx once; a .onnx"
                         " file as RUN always runs in ONNX Runtime)")  # fmt: skip
@@ -82,23 +84,59 @@ def expand_images(paths: list[str]) -> list[str]:
     return out
 
 
+CHUNK = 256  # images predicted, printed and drawn at a time: a folder of any size streams, in bounded memory
+
+
 def run_predict(args: argparse.Namespace) -> int:
     import sys
     import time
 
+    from tqdm.auto import tqdm
+
     predictor, images = predictor_for(args)
     images = expand_images(images)
-    t0 = time.perf_counter()
-    preds = predictor.predict(images, topk=args.topk)
+    t0, done = time.perf_counter(), 0
+    skipped: list[tuple[str, str]] = []
+    found: list[dict[str, Any]] = []
+    with tqdm(total=len(images), unit="img", disable=len(images) <= CHUNK or None, leave=False) as bar:
+        for chunk in (images[i : i + CHUNK] for i in range(0, len(images), CHUNK)):
+            kept, preds = predict_chunk(predictor, chunk, args.topk, args.skip_bad and len(images) > 1, skipped)
+            written = predictor.draw(kept, preds, args.out) if args.out else []
+            if args.json:
+                found += [{"image": str(f), **p.to_dict()} for f, p in zip(kept, preds)]
+            else:
+                for line in [*(f"{f}: {p.describe()}" for f, p in zip(kept, preds)), *(f"wrote {w}" for w in written)]:
+                    bar.write(line, file=sys.stdout)
+            done += len(kept)
+            bar.update(len(chunk))
     seconds = time.perf_counter() - t0
-    if len(images) > 1:  # on stderr, so --json output stays clean
-        print(f"{len(images)} images in {seconds:.2f} s ({len(images) / seconds:.1f} images/s)", file=sys.stderr)
-    written = predictor.draw(images, preds, args.out) if args.out else []
     if args.json:
-        print(json.dumps([{"image": str(f), **p.to_dict()} for f, p in zip(images, preds)], indent=2))
-        return 0
-    for f, p in zip(images, preds):
-        print(f"{f}: {p.describe()}")
-    for path in written:
-        print(f"wrote {path}")
+        print(json.dumps(found, indent=2))
+    for path, reason in skipped:  # on stderr, so --json output stays clean
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    if len(images) > 1:
+        print(f"{done} images in {seconds:.2f} s ({done / seconds:.1f} images/s)" + (f"; {len(skipped)} skipped"
+              if skipped else ""), file=sys.stderr)  # fmt: skip
     return 0
+
+
+def predict_chunk(predictor: Any, chunk: list[str], topk: int, skip_bad: bool,
+                  skipped: list[tuple[str, str]]) -> tuple[list[str], list[Any]]:  # fmt: skip
+    """(the images predicted, their predictions); with ``skip_bad`` an unreadable file is added to ``skipped`` as
+    (path, reason) and left out, else it stops the command in one line naming it."""
+    from ..data.images import BadImageError
+
+    try:
+        return chunk, predictor.predict(chunk, topk=topk)
+    except BadImageError as e:
+        if not skip_bad:
+            hint = "fix or remove it, or pass --skip-bad to predict the others" if len(chunk) > 1 else "fix it"
+            raise BadImageError(e.path, e.reason, hint) from None
+    kept, preds = [], []
+    for image in chunk:  # a bad file among them: one at a time, to find it (rare, so the slow way is fine)
+        try:
+            preds += predictor.predict([image], topk=topk)
+            kept.append(image)
+        except BadImageError as e:
+            skipped.append((image, e.reason))
+    return kept, preds
