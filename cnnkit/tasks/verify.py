@@ -34,6 +34,7 @@ from ..config import Config, from_dict, load_yaml
 from ..data import DataSplits, load_data
 from ..data.augment import BatchAugment, preset
 from ..data.datasets import TensorImages
+from ..data.splits import WHOLE, as_new_data, describe_split, other_data
 from ..errors import CnnkitError
 from ..io import json_safe, read_json, write_json
 from ..runcard import RunCard, read_card
@@ -81,6 +82,13 @@ def check_identities(ds: TensorImages, classes: list[str], what: str, skip_bad: 
     return _keep(ds, {int(i) for i in ids} - set(few))
 
 
+def in_memory(data: DataSplits) -> None:
+    """Refuse splits decoded on demand (a folder too large for memory): verification regroups them by identity."""
+    if not all(isinstance(getattr(data, s), TensorImages) for s in ("train", "val", "test")):
+        raise CnnkitError("expected the images to fit in memory for verification, found a larger folder; resize"
+                          " them smaller with --set data.image_size=N")  # fmt: skip
+
+
 def validation_identities(n_train: int, asked: int | None) -> int:
     """How many of ``n_train`` training identities to hold out for the validation pairs: ``asked``
     (``task.val_identities``), or by default :data:`VAL_IDENTITIES` of them when there are at least
@@ -98,9 +106,7 @@ def open_set_splits(data: DataSplits, skip_bad: bool = False, val_identities: in
     """Train on the first 70 % of identities, test on all images of the last 30 % (never trained on). Validation:
     all images of the last ``k`` training identities, held out from training (:func:`validation_identities`), or
     with k = 0 the validation split of the training identities."""
-    if not all(isinstance(getattr(data, s), TensorImages) for s in ("train", "val", "test")):
-        raise CnnkitError("expected the images to fit in memory for verification, found a larger folder; resize"
-                          " them smaller with --set data.image_size=N")  # fmt: skip
+    in_memory(data)
     n = len(data.classes)
     n_test = max(1, round(n * TEST_IDENTITIES))
     if n - n_test < 2:
@@ -361,10 +367,10 @@ def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", 
     run = Path(run)
     card = read_card(run)
     cfg = from_dict(load_yaml(run / "config.yaml"))
-    if data:
-        cfg.data.name = data
     if data_dir:
         cfg.data.data_dir = data_dir
+    if other_data(data, cfg.data.name):
+        return evaluate_new_identities(run, card, cfg, str(data), split, device)
     if "val_identities" not in card.task_fields:  # a run from before held-out validation identities trained on all
         cfg.task.val_identities = 0
     splits = Verify().load_data(cfg)
@@ -386,6 +392,39 @@ def evaluate_run(run: str | Path, data: str | None = None, split: str = "test", 
     idents = sorted(set(ds.labels.tolist()))
     m.update(one_shot_accuracy(emb, ds.labels), run=str(run), task="verify", data=splits.source, split=split,
              n_images=len(ds), identities=[splits.classes[i] for i in idents])  # fmt: skip
+    return m
+
+
+def evaluate_new_identities(run: Path, card: RunCard, cfg: Config, data: str, split: str, device: str
+                            ) -> dict[str, Any]:  # fmt: skip
+    """The run on new data (``evaluate --data``): every image of the identities it neither trained nor validated on
+    (by name: a folder of new people is all of them), at the run's own threshold (``verify.json``; choosing one
+    on the new data would change what ``cnnkit verify`` decides)."""
+    if split != "test":
+        raise CnnkitError(f"expected --split test for {data!r}, found --split {split}; new data is evaluated on"
+                          " every image of the identities the run has not seen")  # fmt: skip
+    cfg.data.name = data
+    size = (card.input.height, card.input.width)  # the run's input size, whatever the new data's own
+    full = load_data(as_new_data(cfg.data), seed=cfg.train.seed, image_size=size)
+    in_memory(full)
+    fields = card.task_fields
+    seen = set(fields.get("train_identities", [])) | set(fields.get("val_identities", []))
+    unseen = {i for i, name in enumerate(full.classes) if name not in seen}
+    if not unseen:
+        raise CnnkitError(f"expected identities in {full.source!r} that run {str(run)!r} was not trained or"
+                          f" validated on, found only its own ({', '.join(full.classes[:5])}…); evaluate on images of"
+                          " other people")  # fmt: skip
+    ds = _concat([_keep(s, unseen) for s in (full.train, full.val, full.test)])
+    ds = check_identities(ds, full.classes, "new identities", cfg.data.skip_bad, [])
+    pred = EmbeddingPredictor.from_run(run, device)
+    threshold = pred.threshold()  # the run's own, chosen on its validation pairs
+    model, normalize = pred.inference_model()
+    emb = embed_dataset(model, ds, normalize)
+    pairs = sample_pairs(ds.labels, PAIRS, seed=1)
+    m = verification_metrics(pair_distances(emb, pairs), pairs.same, threshold)
+    idents = sorted(set(ds.labels.tolist()))
+    m.update(one_shot_accuracy(emb, ds.labels), run=str(run), task="verify", data=full.source, split=WHOLE,
+             n_images=len(ds), identities=[full.classes[i] for i in idents])  # fmt: skip
     return m
 
 
@@ -451,8 +490,9 @@ def one_shot_accuracy(emb: Tensor, labels: Tensor, seed: int = 0) -> dict[str, f
 def format_metrics(m: dict[str, Any]) -> str:
     """The terminal text of ``cnnkit evaluate`` for a verify run."""
     return "\n".join([
-        f"{m['split']} split of {m['data']}: {m['n_images']} images of {len(m['identities'])} identities never seen"
-        f" in training ({', '.join(m['identities'])}); {m['n_pairs']} pairs",
+        f"{describe_split(m['split'], m['data'])}: {m['n_images']} images of {len(m['identities'])} identities never"
+        f" seen in training ({', '.join(m['identities'][:10])}{'…' if len(m['identities']) > 10 else ''});"
+        f" {m['n_pairs']} pairs",
         f"  pair accuracy {m['accuracy']:.4f} at threshold {m['threshold']:.4f} (squared distance, chosen on"
         " validation pairs)",
         f"  ROC AUC {m['auc']:.4f}   EER {m['eer']:.4f}   TAR@FAR=1e-3 {m['tar_at_far_1e-3']:.4f}"

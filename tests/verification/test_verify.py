@@ -401,3 +401,39 @@ def test_explain_a_verify_run_shows_its_embedding_layer(run: Path, cli) -> None:
     code, out, err = cli("explain", run)  # on the meta device: the fitted flag has no value there
     assert code == 0, err
     assert "embed" in out and "Linear 128→128" in out and out.rstrip().endswith("output 128")
+
+
+def test_new_people_are_evaluated_whole_at_the_runs_own_threshold(run: Path, cli, tmp_path) -> None:
+    """`evaluate --data` on a folder of other people: all of its identities, every image, at the threshold the run
+    chose on its own validation pairs (verify.json stays as it was: `cnnkit verify` decides as before)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    people = tmp_path / "people"
+    for name, digit in (("anna", 7), ("ben", 8), ("cleo", 9)):
+        (people / name).mkdir(parents=True)
+        for i in np.flatnonzero(d.target == digit)[:12]:
+            Image.fromarray((d.images[i] * 16).clip(0, 255).astype(np.uint8)).save(people / name / f"{i}.png")
+    assert cli("evaluate", run)[0] == 0
+    before = (run / "verify.json").read_text()
+    code, out, err = cli("evaluate", run, "--data", people, "--json", tmp_path / "m.json")
+    assert code == 0, err
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["identities"] == ["anna", "ben", "cleo"] and m["n_images"] == 36 and m["split"] == "all"
+    assert m["threshold"] == json.loads(before)["threshold"] and (run / "verify.json").read_text() == before
+    assert out.startswith(f"every image in {people}: 36 images of 3 identities never seen in training")
+    code, _, err = cli("evaluate", run, "--data", people, "--split", "val")
+    assert code == 2 and "expected --split test" in err
+    (people / "3").mkdir()  # a name the run trained on is not a new person: left out
+    for f in list((people / "anna").iterdir())[:3]:
+        (people / "3" / f.name).write_bytes(f.read_bytes())
+    code, out, _ = cli("evaluate", run, "--data", people)
+    assert code == 0 and "36 images of 3 identities" in out
+    own = tmp_path / "own"
+    (own / "0").mkdir(parents=True)
+    (own / "1").mkdir()
+    for f in list((people / "anna").iterdir())[:2]:
+        (own / "0" / f.name).write_bytes(f.read_bytes())
+        (own / "1" / f.name).write_bytes(f.read_bytes())
+    code, _, err = cli("evaluate", run, "--data", own)
+    assert code == 2 and "found only its own (0, 1" in err
