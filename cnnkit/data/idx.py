@@ -83,7 +83,10 @@ def _labels_name(images_name: str) -> str:
 def is_idx_folder(name: str) -> bool:
     """Whether ``name`` is a folder holding IDX images files (see the module docstring)."""
     root = Path(name)
-    return root.is_dir() and any(_IMAGES.match(p.name) for p in root.iterdir())
+    try:
+        return root.is_dir() and any(_IMAGES.match(p.name) for p in root.iterdir())
+    except OSError:  # a folder it may not list: not IDX files as far as it can tell (the folder reader says why)
+        return False
 
 
 def load_idx_folder(root: str | Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str]]:
