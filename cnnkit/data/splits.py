@@ -10,6 +10,7 @@ scoring a different split that may hold training images.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sized
 from pathlib import Path
 from typing import cast
@@ -47,6 +48,15 @@ def scored_split(data: DataSplits, split: str, new: bool) -> str:
             " splits is evaluated whole"
         )
     return WHOLE
+
+
+def record_name(split: str, data: str | None) -> str:
+    """The file in the run directory that keeps an evaluation: ``eval_<split>.json`` of the run's own data, and
+    ``eval_<split>_<name>.json`` of ``--data`` (so scoring other data never replaces the run's own record)."""
+    if data is None:
+        return f"eval_{split}.json"
+    name = Path(data).resolve().name if Path(data).exists() else data
+    return f"eval_{split}_{re.sub(r'[^A-Za-z0-9._-]+', '_', name)[:60]}.json"
 
 
 def describe_split(split: str, source: str | None = None) -> str:

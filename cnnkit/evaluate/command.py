@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..data.splits import describe_split
+from ..data.splits import describe_split, record_name
 from ..errors import CnnkitError
 from ..io import json_safe, write_json
 from .ensemble import Evaluation, evaluate
@@ -34,7 +34,8 @@ def evaluate_command(
     """Evaluate each run (or, with ``ensemble``, their average) on ``device``: a (metrics, terminal text) pair per
     result.
 
-    Writes ``RUN/eval_<split>.json`` for each single run, and the predictions file and gallery when asked.
+    Writes ``RUN/eval_<split>.json`` (:func:`~cnnkit.data.splits.record_name`) for each single run, and the
+    predictions file and gallery when asked.
     """
     if (predictions or gallery) and len(runs) > 1 and not ensemble:
         raise CnnkitError(
@@ -52,7 +53,7 @@ def evaluate_command(
             raise CnnkitError(f"expected images to evaluate ({where}), found none")
         lines = [format_metrics(m), *save_outputs(evaluation, predictions, gallery)]
         if not ensemble:
-            write_json(Path(group[0]) / f"eval_{split}.json", json_safe(m))
+            write_json(Path(group[0]) / record_name(m["split"], data), json_safe(m))
         results.append((m, "\n".join(lines)))
     return results
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..config import from_dict, load_yaml
 from ..data import DataSplits
-from ..data.splits import as_new_data, check_split, describe_split, other_data, scored_split
+from ..data.splits import as_new_data, check_split, describe_split, other_data, record_name, scored_split
 from ..errors import CnnkitError
 from ..io import json_safe, write_json
 from ..runcard import RunCard, read_card
@@ -52,9 +52,17 @@ EvaluateOne = Callable[[str], tuple[dict[str, Any], list[str]]]
 
 
 def evaluate_each(
-    task: str, runs: list[str], one: EvaluateOne, *, split: str, ensemble: bool, tta: bool, many_files: bool
+    task: str,
+    runs: list[str],
+    one: EvaluateOne,
+    *,
+    ensemble: bool,
+    tta: bool,
+    many_files: bool,
+    data: str | None = None,
 ) -> list[tuple[dict[str, Any], str]]:
-    """Evaluate ``runs`` one at a time with ``one``, writing each run's ``eval_<split>.json``.
+    """Evaluate ``runs`` one at a time with ``one``, writing each run's ``eval_<split>.json`` (the split its metrics
+    name; :func:`~cnnkit.data.splits.record_name`: another name for ``data``).
 
     Args:
         task: the task's name, for the messages.
@@ -69,6 +77,6 @@ def evaluate_each(
     results = []
     for run in runs:
         metrics, lines = one(run)
-        write_json(Path(run) / f"eval_{split}.json", json_safe(metrics))
+        write_json(Path(run) / record_name(metrics["split"], data), json_safe(metrics))
         results.append((metrics, "\n".join(lines)))
     return results

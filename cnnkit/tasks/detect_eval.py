@@ -191,7 +191,7 @@ def evaluate_command(
             lines.append(f"  worst images saved to {write_worst(ev, Path(gallery))}")
         return m, lines
 
-    opts = {"split": split, "ensemble": ensemble, "tta": tta, "many_files": bool(predictions or gallery)}
+    opts = {"ensemble": ensemble, "tta": tta, "many_files": bool(predictions or gallery), "data": data}
     return evaluate_each("detect", runs, one, **opts)
 
 

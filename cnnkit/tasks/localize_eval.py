@@ -205,7 +205,7 @@ def evaluate_command(
             lines.append(f"  best and worst boxes saved to {write_gallery(ev, Path(gallery))}")
         return m, lines
 
-    opts = {"split": split, "ensemble": ensemble, "tta": tta, "many_files": bool(predictions or gallery)}
+    opts = {"ensemble": ensemble, "tta": tta, "many_files": bool(predictions or gallery), "data": data}
     return evaluate_each("localize", runs, one, **opts)
 
 

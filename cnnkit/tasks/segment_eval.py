@@ -226,8 +226,8 @@ def evaluate_command(
             lines.append(f"  worst images saved to {write_worst(ev, Path(gallery))}")
         return json_safe(m), lines
 
-    return evaluate_each("segment", runs, one, split=split, ensemble=ensemble, tta=tta,
-                         many_files=bool(predictions or gallery))  # fmt: skip
+    return evaluate_each("segment", runs, one, ensemble=ensemble, tta=tta, many_files=bool(predictions or gallery),
+                         data=data)  # fmt: skip
 
 
 def mask_errors(pred: dict[str, Tensor], target: dict[str, Tensor], conf: float = SHOW_CONF) -> float:

@@ -34,7 +34,7 @@ from ..config import Config, from_dict, load_yaml
 from ..data import DataSplits, load_data
 from ..data.augment import BatchAugment, preset
 from ..data.datasets import TensorImages
-from ..data.splits import WHOLE, as_new_data, describe_split, other_data
+from ..data.splits import WHOLE, as_new_data, describe_split, other_data, record_name
 from ..errors import CnnkitError
 from ..io import json_safe, read_json, write_json
 from ..runcard import RunCard, read_card
@@ -264,7 +264,7 @@ class Verify:
         for run in runs:
             m = evaluate_run(run, opts.get("data"), opts.get("split", "test"), opts.get("data_dir"),
                              opts.get("device", "cpu"))  # fmt: skip
-            write_json(Path(run) / f"eval_{m['split']}.json", json_safe({k: v for k, v in m.items()
+            write_json(Path(run) / record_name(m["split"], opts.get("data")), json_safe({k: v for k, v in m.items()
                                                                          if k not in ("fpr", "tpr")}))  # fmt: skip
             results.append((m, format_metrics(m)))
         return results

@@ -130,8 +130,12 @@ def test_a_new_folder_is_scored_whole_and_labelled_by_the_runs_class_names(cli, 
     for k, name in enumerate(("cat", "dog")):
         for i in range(7):
             make_image(new / name / f"{i}.png", 60 + 160 * k + i)
+    assert cli("evaluate", folder_run)[0] == 0
+    own_record = (folder_run / "eval_test.json").read_text()
     code, out, _ = cli("evaluate", folder_run, "--data", new, "--predictions", tmp_path / "all.csv")
     assert code == 0 and f"every image in {new.resolve()}: 14 images, 2 classes" in out and "left out" not in out
+    assert json.loads((folder_run / "eval_all_new.json").read_text())["n"] == 14  # kept beside the run's own record
+    assert (folder_run / "eval_test.json").read_text() == own_record
     assert len(load_predictions(tmp_path / "all.csv")["true"]) == 14
     for f in (folder_run.parent / "pets" / "cat").iterdir():  # the run's own cats: those it trained on are left out
         (new / "cat" / f"own-{f.name}").write_bytes(f.read_bytes())

@@ -174,6 +174,7 @@ def test_new_data_without_splits_is_evaluated_whole(loc_run, scenes, cli, tmp_pa
     assert cli("evaluate", loc_run, "--json", tmp_path / "own.json")[0] == 0  # the same 12 scenes: its test split
     own = json.loads((tmp_path / "own.json").read_text())
     assert own["split"] == "test" and (m["accuracy"], m["loc_accuracy"]) == (own["accuracy"], own["loc_accuracy"])
+    assert json.loads((loc_run / "eval_all_flat.json").read_text())["n"] == 12 and (loc_run / "eval_test.json").exists()
     assert m["mean_iou"] == pytest.approx(own["mean_iou"], abs=1e-6)
     code, _, err = cli("evaluate", loc_run, "--data", flat, "--split", "val")
     assert code == 2 and "expected --split test" in err and "evaluated whole" in err

@@ -421,6 +421,7 @@ def test_new_people_are_evaluated_whole_at_the_runs_own_threshold(run: Path, cli
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["identities"] == ["anna", "ben", "cleo"] and m["n_images"] == 36 and m["split"] == "all"
     assert m["threshold"] == json.loads(before)["threshold"] and (run / "verify.json").read_text() == before
+    assert json.loads((run / "eval_all_people.json").read_text())["identities"] == ["anna", "ben", "cleo"]
     assert out.startswith(f"every image in {people}: 36 images of 3 identities never seen in training")
     code, _, err = cli("evaluate", run, "--data", people, "--split", "val")
     assert code == 2 and "expected --split test" in err
