@@ -94,7 +94,9 @@ def read_card(run_dir: str | Path) -> RunCard:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         found = "a file" if run_dir.exists() else "nothing"
-        onnx = "; an exported .onnx file goes to `cnnkit predict` or `serve`" if run_dir.suffix == ".onnx" else ""
+        onnx = ""
+        if run_dir.suffix == ".onnx":
+            onnx = "; an exported .onnx file goes to `cnnkit predict`, `serve` or `verify`"
         raise CnnkitError(
             f"expected a run directory, found {found} at {str(run_dir)!r}; pass the folder `cnnkit train` wrote{onnx}"
         )

@@ -70,7 +70,7 @@ def test_evaluate_missing_run(cli, tmp_path):
     assert code == 2 and "run directory, found nothing at" in err
     (tmp_path / "model.onnx").write_bytes(b"an exported model")
     code, _, err = cli("evaluate", tmp_path / "model.onnx")
-    assert code == 2 and "found a file at" in err and "`cnnkit predict` or `serve`" in err
+    assert code == 2 and "found a file at" in err and "`cnnkit predict`, `serve` or `verify`" in err
     code, _, err = cli("explain", tmp_path / "model.onnx")
     assert code == 2 and "found the ONNX file" in err and "explain the run it was exported from" in err
 

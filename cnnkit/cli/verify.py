@@ -1,8 +1,10 @@
-"""``cnnkit verify RUN A B`` (same or different; RUN may be the ``.onnx`` file ``cnnkit export`` wrote of a verify run,
-whose threshold travels in it), ``cnnkit verify enroll RUN --gallery DIR`` (store embeddings
+"""``cnnkit verify RUN A B`` (same or different), ``cnnkit verify enroll RUN --gallery DIR`` (store embeddings
 per identity), ``cnnkit verify identify RUN IMAGE…`` (the nearest enrolled identities, or "unknown") and
 ``cnnkit verify pairs RUN --pairs pairs.txt --root DIR`` (LFW's standard evaluation: 10-fold accuracy, each fold
 at the threshold chosen on the other 9, its mean ± std; ROC AUC, EER and TAR@FAR over all pairs).
+
+RUN may also be the ``.onnx`` file ``cnnkit export`` wrote of a verify run (its threshold travels in the file; its
+gallery is kept beside it, ``NAME.gallery.safetensors``); ``pairs`` takes a run.
 
 With ``--faces`` every image is a photograph: its most confident face is found (MTCNN), aligned on its 5 landmarks
 and cropped, and the crop is embedded."""
@@ -91,10 +93,9 @@ def _embedder(source: str) -> Any:
 def _enroll(words: list[str], args: argparse.Namespace) -> int:
     if len(words) != 1 or not args.gallery:
         raise CnnkitError(f"expected `cnnkit verify enroll RUN --gallery DIR`, found {' '.join(words) or 'no run'}")
-    from ..tasks.verify import EmbeddingPredictor
     from ..verification.gallery import Gallery, gallery_files
 
-    pred = EmbeddingPredictor.from_run(words[0])
+    pred = _embedder(words[0])
     files = gallery_files(args.gallery)
     names = [name for name, paths in files.items() for _ in paths]
     gallery = Gallery(_embed(pred, [p for paths in files.values() for p in paths], args), names)
@@ -106,10 +107,9 @@ def _enroll(words: list[str], args: argparse.Namespace) -> int:
 def _identify(words: list[str], args: argparse.Namespace) -> int:
     if len(words) < 2:
         raise CnnkitError(f"expected `cnnkit verify identify RUN IMAGE…`, found {' '.join(words) or 'nothing'}")
-    from ..tasks.verify import EmbeddingPredictor
     from ..verification.gallery import Gallery
 
-    pred = EmbeddingPredictor.from_run(words[0])
+    pred = _embedder(words[0])
     gallery, threshold = Gallery.load(words[0]), pred.threshold()
     found = gallery.identify(_embed(pred, words[1:], args), threshold, args.top)
     if args.json:

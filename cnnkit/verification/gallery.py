@@ -22,23 +22,23 @@ class Gallery:
     emb: Tensor
     names: list[str]
 
-    def save(self, run_dir: str | Path) -> Path:
-        """Write ``gallery.safetensors`` (the embeddings) and ``gallery.json`` (the names) into the run."""
+    def save(self, source: str | Path) -> Path:
+        """Write the embeddings (``.safetensors``) and the names (``.json``) where :func:`gallery_path` puts them."""
         from safetensors.torch import save_file
 
-        path = Path(run_dir) / GALLERY
+        path = gallery_path(source)
         atomic_write(path, lambda tmp: save_file({"emb": self.emb.contiguous()}, str(tmp)))
         write_json(path.with_suffix(".json"), {"names": self.names})
         return path
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> Gallery:
+    def load(cls, source: str | Path) -> Gallery:
         from safetensors.torch import load_file
 
-        path = Path(run_dir) / GALLERY
+        path = gallery_path(source)
         if not path.is_file():
             raise CnnkitError(f"expected an enrolled gallery {str(path)!r}, found none; run `cnnkit verify enroll"
-                              f" {run_dir} --gallery DIR` first")  # fmt: skip
+                              f" {source} --gallery DIR` first")  # fmt: skip
         return cls(load_file(str(path))["emb"], read_json(path.with_suffix(".json"))["names"])
 
     def identify(self, emb: Tensor, threshold: float, top: int = 3) -> list[list[tuple[str, float]]]:
@@ -55,6 +55,13 @@ class Gallery:
             order = row.argsort()[:top].tolist()
             out.append([(names[j], float(row[j])) for j in order if row[j] <= threshold])
         return out
+
+
+def gallery_path(source: str | Path) -> Path:
+    """Where the gallery of ``source`` lives: ``RUN/gallery.safetensors`` for a run, ``NAME.gallery.safetensors``
+    beside an exported ``NAME.onnx`` (with its names in the ``.json`` of the same stem)."""
+    source = Path(source)
+    return source.with_suffix(".gallery.safetensors") if source.suffix == ".onnx" else source / GALLERY
 
 
 def gallery_files(root: str | Path) -> dict[str, list[Path]]:

@@ -75,6 +75,19 @@ def test_the_exported_file_alone_verifies_as_the_run_does(run, digits_run, dcli,
     by_run, by_file = json.loads(by_run), json.loads(by_file)
     assert by_file["threshold"] == by_run["threshold"] and by_file["same"] == by_run["same"]
     assert abs(by_file["distance"] - by_run["distance"]) < 1e-4
+    gallery = tmp_path / "gallery"  # one image per person: the one-shot case, enrolled into the file's gallery
+    for name, image in (("seven", a), ("three", b)):
+        (gallery / name).mkdir(parents=True)
+        (gallery / name / "1.png").write_bytes(image.read_bytes())
+    for source in (run, out):
+        code, text, err = dcli("verify", "enroll", source, "--gallery", gallery)
+        assert code == 0 and "enrolled 2 identities (2 images)" in text, err
+    assert (tmp_path / "verify.gallery.safetensors").is_file() and (tmp_path / "verify.gallery.json").is_file()
+    by_run = json.loads(dcli("verify", "identify", run, a, b, "--json")[1])
+    by_file = json.loads(dcli("verify", "identify", out, a, b, "--json")[1])
+    assert [r["matches"][0]["identity"] for r in by_file] == ["seven", "three"]  # each enrolled image finds itself
+    assert [[m["identity"] for m in r["matches"]] for r in by_file] == [[m["identity"] for m in r["matches"]]
+                                                                        for r in by_run]  # fmt: skip
     code, _, err = dcli("verify", tmp_path / "missing.onnx", a, b)
     assert code == 2 and "expected an .onnx file, found nothing" in err
     assert dcli("export", digits_run, "--out", tmp_path / "classifier.onnx")[0] == 0
