@@ -28,7 +28,8 @@ Format notes:
   ``difficult`` objects. A CSV row with a path and nothing else is an image with no objects.
 
 Image files are resolved to absolute paths without following symlinks (a symlinked ``images/`` folder still
-finds its ``labels/`` sibling).
+finds its ``labels/`` sibling). A COCO or CSV image path written on another machine (``C:\\data\\a.jpg``, a
+home folder elsewhere) that is not found as written is looked for by its file name.
 """
 
 from __future__ import annotations
@@ -576,12 +577,19 @@ def _coco_image(
     if not (sized and isinstance(name, str) and name):
         found = f"file_name {name!r}, width {width!r}, height {height!r}"
         raise LabelError(path, where, found, expected="a file_name and a positive integer width and height")
-    image = next((_abs(d / name) for d in dirs if (d / name).is_file()), None)
+    image = next((_abs(d / n) for n in _names_to_try(name) for d in dirs if (d / n).is_file()), None)
     if image is None:
         looked = ", ".join(str(d) for d in dirs)
         raise LabelError(path, where, f"no image file {name!r} (looked in {looked})", expected="an image file")
     instances = [_coco_instance(path, j, ann, index, width, height) for j, ann in anns]
     return LabelledImage(image, width, height, instances)
+
+
+def _names_to_try(name: str) -> list[str]:
+    """An image's name as a label file gives it, then its last component: a path written on another machine
+    (``C:\\Users\\me\\data\\0001.jpg``, ``/home/me/data/0001.jpg``) still finds ``0001.jpg`` beside the labels."""
+    base = re.split(r"[\\/]", name)[-1]
+    return [name, base] if base and base != name else [name]
 
 
 def _coco_instance(path: Path, j: int, ann: dict, index: dict, width: int, height: int) -> Instance:
@@ -750,9 +758,10 @@ def _csv_image(path: Path, name: str, rows: list[tuple[int, dict]], classes: lis
     split = (first.get("split") or "").strip() if "split" in first else "all"
     if split not in (SPLITS if "split" in first else ("all",)):
         raise LabelError(path, first_line, f"split {split!r}", expected="a split among train, val, test")
-    image = _abs(path.parent / name)
-    if not name or not image.is_file():
-        raise LabelError(path, first_line, f"no image file {image}", expected="an image file")
+    found = next((path.parent / n for n in _names_to_try(name) if (path.parent / n).is_file()), None) if name else None
+    if found is None:
+        raise LabelError(path, first_line, f"no image file {_abs(path.parent / name)}", expected="an image file")
+    image = _abs(found)
     width, height = image_size(image)
     instances = [i for line, row in rows if (i := _csv_instance(path, line, row, width, height, classes))]
     return LabelledImage(image, width, height, instances)

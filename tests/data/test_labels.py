@@ -321,6 +321,27 @@ def test_tensorflow_object_detection_csv_and_roboflows_export_of_it(tmp_path):
         open_box_dataset(tmp_path)
 
 
+@pytest.mark.parametrize("written", ["C:\\Users\\me\\data\\{}", "/home/someone/data/{}", "{}"])
+def test_image_paths_written_on_another_machine_find_the_image_beside_the_labels(tmp_path, written):
+    """Labelling tools on Windows (or another machine) write the full path of each image; the image is then looked
+    for by its name where the labels put images."""
+    coco = tmp_path / "coco"
+    coco_dataset(coco)
+    doc = json.loads((coco / "annotations/instances_train2017.json").read_text())
+    for im in doc["images"]:
+        im["file_name"] = written.format(im["file_name"])
+    write(coco / "annotations/instances_train2017.json", json.dumps(doc))
+    ds = open_box_dataset(coco)
+    assert [im.path for im in ds.splits["train"]] == [
+        (coco / "images/train2017" / n).resolve() for n in ("a.png", "b.png")
+    ]
+    png(tmp_path / "tf" / "a.jpg")
+    header = "filename,width,height,class,xmin,ymin,xmax,ymax\n"
+    write(tmp_path / "tf" / "_annotations.csv", header + written.format("a.jpg") + ",40,30,pear,1,2,11,7\n")
+    [found] = open_box_dataset(tmp_path / "tf").splits["all"]
+    assert found.path == (tmp_path / "tf" / "a.jpg").resolve() and boxes(found) == [(0, (1.0, 2.0, 11.0, 7.0))]
+
+
 def test_a_pascal_voc_download_opens_from_its_vocdevkit_root(tmp_path):
     voc_dataset(tmp_path / "VOCdevkit" / "VOC2012")
     for source in (tmp_path, tmp_path / "VOCdevkit"):
