@@ -143,9 +143,10 @@ def test_an_upload_that_stalls_or_dawdles_gets_408_and_frees_its_place():
         return body["body"].decode(), time.monotonic() - t0
 
     detail, took = run(b"x" * 10)  # stalls after 10 bytes
-    assert "found it stopped after 10 bytes" in detail and "no pause over 0.2 s" in detail and took < 2
+    assert "found it stopped after 10 bytes" in detail and "no pause over 0.2 s" in detail
+    assert took < 30  # the stall timer fired: no hour-long wait (a bound on hanging, not a speed figure)
     detail, took = run(*[b"y"] * 100, pause=0.1)  # never pauses 0.2 s, but is not in within 0.6 s
-    assert "within 0.6 s" in detail and 0.5 < took < 2
+    assert "within 0.6 s" in detail and 0.5 <= took < 30  # not before the deadline, and not never
 
 
 def test_a_client_that_stops_sending_does_not_lock_the_server_out(digits):
