@@ -577,7 +577,7 @@ def _coco_image(
     if not (sized and isinstance(name, str) and name):
         found = f"file_name {name!r}, width {width!r}, height {height!r}"
         raise LabelError(path, where, found, expected="a file_name and a positive integer width and height")
-    image = next((_abs(d / n) for n in _names_to_try(name) for d in dirs if (d / n).is_file()), None)
+    image = find_image(name, dirs)
     if image is None:
         looked = ", ".join(str(d) for d in dirs)
         raise LabelError(path, where, f"no image file {name!r} (looked in {looked})", expected="an image file")
@@ -585,11 +585,13 @@ def _coco_image(
     return LabelledImage(image, width, height, instances)
 
 
-def _names_to_try(name: str) -> list[str]:
-    """An image's name as a label file gives it, then its last component: a path written on another machine
-    (``C:\\Users\\me\\data\\0001.jpg``, ``/home/me/data/0001.jpg``) still finds ``0001.jpg`` beside the labels."""
+def find_image(name: str, dirs: list[Path]) -> Path | None:
+    """The image a label file names, absolute: ``name`` as written in the first of ``dirs`` that holds it, else its
+    last component there (a path written on another machine, ``C:\\Users\\me\\data\\0001.jpg`` or
+    ``/home/me/data/0001.jpg``, still finds ``0001.jpg`` where the labels keep images); None when nowhere."""
     base = re.split(r"[\\/]", name)[-1]
-    return [name, base] if base and base != name else [name]
+    names = [name, base] if base and base != name else [name]
+    return next((_abs(d / n) for n in names for d in dirs if (d / n).is_file()), None)
 
 
 def _coco_instance(path: Path, j: int, ann: dict, index: dict, width: int, height: int) -> Instance:
@@ -758,10 +760,9 @@ def _csv_image(path: Path, name: str, rows: list[tuple[int, dict]], classes: lis
     split = (first.get("split") or "").strip() if "split" in first else "all"
     if split not in (SPLITS if "split" in first else ("all",)):
         raise LabelError(path, first_line, f"split {split!r}", expected="a split among train, val, test")
-    found = next((path.parent / n for n in _names_to_try(name) if (path.parent / n).is_file()), None) if name else None
-    if found is None:
+    image = find_image(name, [path.parent]) if name else None
+    if image is None:
         raise LabelError(path, first_line, f"no image file {_abs(path.parent / name)}", expected="an image file")
-    image = _abs(found)
     width, height = image_size(image)
     instances = [i for line, row in rows if (i := _csv_instance(path, line, row, width, height, classes))]
     return LabelledImage(image, width, height, instances)

@@ -158,15 +158,15 @@ def locate(source: str, image: Path, k: int) -> tuple[Path, str]:
     ``"<image name> object k"``)."""
     import json
 
-    from ..data.labels import _coco_image_dirs, _coco_split_files, coco_objects, read_label_text
+    from ..data.labels import _coco_image_dirs, _coco_split_files, coco_objects, find_image, read_label_text
 
     src = Path(source)
     files = [src] if src.suffix == ".json" else list(_coco_split_files(src).values()) if src.is_dir() else []
     for f in files:
         doc = json.loads(read_label_text(f))
         dirs, target = _coco_image_dirs(f), image.resolve()
-        ids = [img.get("id") for img in doc.get("images", [])
-               if any((d / str(img.get("file_name"))).resolve() == target for d in dirs)]  # fmt: skip
+        found = [(img.get("id"), find_image(str(img.get("file_name")), dirs)) for img in doc.get("images", [])]
+        ids = [i for i, path in found if path is not None and path.resolve() == target]  # as the reader finds it
         is_object = coco_objects(doc.get("annotations") or [])
         anns = [j for j, a in enumerate(doc.get("annotations") or []) if a.get("image_id") in ids and is_object(a)]
         if len(ids) == 1 and k < len(anns):
